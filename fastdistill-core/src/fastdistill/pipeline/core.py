@@ -1,0 +1,256 @@
+"""``Pipeline``: a named DAG of steps, its validation and its ``run()``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastdistill.errors import PipelineValidationError
+from fastdistill.pipeline.compose import Chain, as_chain
+from fastdistill.registry import Registry, default_component_name
+from fastdistill.step import GeneratorStep, Step
+
+
+@dataclass
+class RunResult:
+    """What a run produced: where, how many rows, and the reports."""
+
+    run_id: str
+    output: str
+    dataset_path: str
+    rejected_path: str
+    kept: int
+    rejected: int
+    quality: dict[str, Any] = field(default_factory=dict)
+    timing: dict[str, Any] = field(default_factory=dict)
+    cancelled: bool = False
+
+    def read_dataset(self) -> list[dict[str, Any]]:
+        """The kept rows (reads ``dataset.jsonl``)."""
+        return _read_jsonl(self.dataset_path)
+
+    def read_rejected(self) -> list[dict[str, Any]]:
+        """The rejected rows, each with its ``_rejection`` record."""
+        return _read_jsonl(self.rejected_path)
+
+
+def _read_jsonl(path: str) -> list[dict[str, Any]]:
+    import json
+
+    import fsspec
+
+    with fsspec.open(path, "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+class Pipeline:
+    """A DAG of steps.
+
+    Build it from a chain (``Pipeline("name", load >> clean >> [a, b] >> merge)``), add steps one
+    by one (:meth:`add`), or load it from a document (:meth:`load`).
+
+    :param name: the pipeline's name (used for the default output folder).
+    :param graph: a step, a list, or a chain built with ``>>``.
+    :param base_dir: where relative paths in step parameters are resolved (default: cwd).
+    """
+
+    def __init__(
+        self,
+        name: str = "pipeline",
+        graph: Any = None,
+        *,
+        description: str = "",
+        base_dir: str | Path | None = None,
+    ) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+            raise ValueError(f"pipeline name {name!r} may use letters, digits, '_', '.', '-'")
+        self.name = name
+        self.description = description
+        self.base_dir = Path(base_dir) if base_dir else Path.cwd()
+        self._steps: dict[str, Step] = {}
+        self._upstream: dict[str, list[str]] = {}
+        #: names of components the steps were built from (set when loaded from a document)
+        self.component_names: dict[str, str] = {}
+        if graph is not None:
+            self.add_chain(as_chain(graph))
+
+    # --------------------------------------------------------------- building
+    def _name_for(self, step: Step) -> str:
+        if step.name:
+            return step.name
+        base = default_component_name(type(step))
+        name, i = base, 1
+        while name in self._steps:
+            i += 1
+            name = f"{base}_{i}"
+        return name
+
+    def add(self, step: Step, after: list[str] | str | None = None) -> Step:
+        """Add ``step`` (named automatically when it has no name) after the named steps."""
+        if any(s is step for s in self._steps.values()):
+            return step
+        name = self._name_for(step)
+        if name in self._steps:
+            raise PipelineValidationError(f"two steps are named {name!r}; step names must be unique")
+        step.name = name
+        self._steps[name] = step
+        ups = [after] if isinstance(after, str) else list(after or [])
+        self._upstream[name] = []
+        for up in ups:
+            self.connect(up, name)
+        return step
+
+    def connect(self, upstream: str | Step, downstream: str | Step) -> None:
+        """Add the edge ``upstream -> downstream`` (both already in the pipeline)."""
+        up = upstream if isinstance(upstream, str) else upstream.name
+        down = downstream if isinstance(downstream, str) else downstream.name
+        for n in (up, down):
+            if n not in self._steps:
+                raise PipelineValidationError(f"no step named {n!r} in pipeline {self.name!r}")
+        if up not in self._upstream[down]:
+            self._upstream[down].append(up)
+
+    def add_chain(self, chain: Chain) -> None:
+        """Add every step and edge of a chain built with ``>>``."""
+        for step in chain.steps:
+            self.add(step)
+        for a, b in chain.edges:
+            self.connect(a.name or "", b.name or "")
+
+    # --------------------------------------------------------------- queries
+    @property
+    def steps(self) -> dict[str, Step]:
+        """Steps by name, in insertion order."""
+        return dict(self._steps)
+
+    def upstream(self, name: str) -> list[str]:
+        """Names of the steps feeding ``name``."""
+        return list(self._upstream[name])
+
+    def downstream(self, name: str) -> list[str]:
+        """Names of the steps ``name`` feeds."""
+        return [d for d, ups in self._upstream.items() if name in ups]
+
+    def leaves(self) -> list[str]:
+        """Steps nothing reads from: their rows form the dataset."""
+        return [n for n in self._steps if not self.downstream(n)]
+
+    def topological_order(self) -> list[str]:
+        """Step names, upstream first; raises on a cycle, naming the steps in it."""
+        indeg = {n: len(ups) for n, ups in self._upstream.items()}
+        ready = [n for n in self._steps if indeg[n] == 0]
+        order: list[str] = []
+        while ready:
+            n = ready.pop(0)
+            order.append(n)
+            for d in self.downstream(n):
+                indeg[d] -= 1
+                if indeg[d] == 0:
+                    ready.append(d)
+        if len(order) != len(self._steps):
+            stuck = sorted(n for n in self._steps if n not in order)
+            raise PipelineValidationError(
+                f"pipeline {self.name!r} has a cycle through steps {', '.join(stuck)}; "
+                "remove one of their connections"
+            )
+        return order
+
+    # --------------------------------------------------------------- params
+    def set_params(self, params: Mapping[str, Any]) -> None:
+        """Set runtime parameters: ``{"step.key": value}`` or ``{"step": {"key": value}}``.
+
+        Nested components use dots: ``teacher.llm.base_url``.
+        """
+        from fastdistill.pipeline.params import apply_params
+
+        apply_params(self, params)
+
+    # --------------------------------------------------------------- validation
+    def validate(self, registry: Registry | None = None) -> list[str]:
+        """Check the pipeline before anything runs; returns warnings, raises on errors."""
+        from fastdistill.pipeline.validate import validate_pipeline
+
+        return validate_pipeline(self, registry)
+
+    # --------------------------------------------------------------- documents
+    def to_document(self, registry: Registry | None = None) -> dict[str, Any]:
+        """The pipeline as a versioned document (components by registered name, no secrets)."""
+        from fastdistill.serialization.document import pipeline_to_document
+
+        return pipeline_to_document(self, registry)
+
+    def save(self, path: str | Path, registry: Registry | None = None) -> Path:
+        """Save as YAML (``.yaml``/``.yml``) or JSON (``.json``)."""
+        from fastdistill.serialization.document import save_document
+
+        return save_document(self.to_document(registry), path)
+
+    @classmethod
+    def load(cls, path: str | Path, registry: Registry | None = None) -> Pipeline:
+        """Load a pipeline document; components are looked up by registered name only."""
+        from fastdistill.serialization.document import load_pipeline
+
+        return load_pipeline(path, registry)
+
+    @classmethod
+    def from_document(
+        cls, doc: Mapping[str, Any], registry: Registry | None = None, base_dir: str | Path | None = None
+    ) -> Pipeline:
+        """Build a pipeline from an already-parsed document."""
+        from fastdistill.serialization.document import pipeline_from_document
+
+        return pipeline_from_document(doc, registry, base_dir)
+
+    # --------------------------------------------------------------- running
+    def run(
+        self,
+        output: str | Path | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        engine: str = "local",
+        transport: str = "memory",
+        placement: str = "cpu",
+        placement_options: Mapping[str, Any] | None = None,
+        registry: Registry | None = None,
+        on_event: Callable[[Any], None] | None = None,
+        cancel: Any = None,
+    ) -> RunResult:
+        """Validate, then run on the chosen engine and write dataset, rejected set and reports.
+
+        :param output: output folder or fsspec URL (default ``fastdistill-runs/<name>/<run id>``).
+        :param params: runtime parameters (see :meth:`set_params`).
+        :param limit: maximum rows each generator produces.
+        :param on_event: callback receiving progress events (see ``fastdistill.engine.events``).
+        :param cancel: a ``threading.Event``; setting it cancels the run, keeping finished work.
+        """
+        from fastdistill.engine.plan import build_plan
+
+        registry = registry or Registry()
+        if params:
+            self.set_params(params)
+        self.validate(registry)
+        plan = build_plan(
+            self,
+            registry=registry,
+            output=output,
+            limit=limit,
+            transport=transport,
+            placement=placement,
+            placement_options=placement_options,
+            on_event=on_event,
+            cancel=cancel,
+        )
+        engine_cls = registry.engine(engine)
+        result: RunResult = engine_cls().run(plan)
+        return result
+
+    def generators(self) -> list[str]:
+        """Names of generator steps."""
+        return [n for n, s in self._steps.items() if isinstance(s, GeneratorStep)]
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.name!r}, steps={list(self._steps)})"
