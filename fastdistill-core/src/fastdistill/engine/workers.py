@@ -1,0 +1,320 @@
+"""Step workers of the local engine: one thread per step, batches through bounded transports.
+
+Every batch travels as an :class:`Envelope` carrying the rows and the ids of rows removed
+upstream, so a step that merges branches (``[b, c] >> d``) aligns rows by row id, never by
+arrival order.  Each worker checks that every input row came out kept or rejected; a row a step
+lost without a reason is rejected with ``step_error`` rather than dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastdistill.context import StepContext
+from fastdistill.engine.collect import RejectedSink, StepStats
+from fastdistill.engine.plan import Event, ExecutionPlan
+from fastdistill.rows import ROW_ID, Reason, Rejection, Row
+from fastdistill.step import GeneratorStep, GlobalStep, Step, Task
+
+
+@dataclass
+class Envelope:
+    """A batch in flight: rows from ``source`` plus ids of rows removed upstream."""
+
+    source: str
+    rows: list[Row] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    end: bool = False
+
+
+class Merger:
+    """Joins rows of several upstream branches by row id."""
+
+    def __init__(self, sources: list[str]) -> None:
+        self.sources = sources
+        self.pending: dict[str, dict[str, Row | None]] = {}
+
+    def add(self, env: Envelope) -> tuple[list[Row], list[str]]:
+        """Feed one envelope; return rows complete in every branch and ids removed by any."""
+        ready: list[Row] = []
+        gone: list[str] = []
+        items: list[tuple[str, Row | None]] = [(r[ROW_ID], r) for r in env.rows]
+        items += [(rid, None) for rid in env.removed]
+        for rid, row in items:
+            slot = self.pending.setdefault(rid, {})
+            slot[env.source] = row
+            if len(slot) == len(self.sources):
+                del self.pending[rid]
+                parts = [slot[s] for s in self.sources]
+                if any(p is None for p in parts):
+                    gone.append(rid)
+                else:
+                    merged: Row = {}
+                    for p in parts:
+                        merged.update(p or {})
+                    ready.append(merged)
+        return ready, gone
+
+
+class StepWorker:
+    """Runs one step: reads envelopes, re-chunks to the step's batch size, forwards results."""
+
+    def __init__(
+        self,
+        plan: ExecutionPlan,
+        name: str,
+        ctx: StepContext,
+        inbox: Any,
+        outboxes: list[Any],
+        rejected: RejectedSink,
+        stats: StepStats,
+        on_leaf: Callable[[list[Row]], None] | None,
+    ) -> None:
+        self.plan = plan
+        self.name = name
+        self.step: Step = plan.pipeline.steps[name]
+        self.ctx = ctx
+        self.inbox = inbox
+        self.outboxes = outboxes
+        self.rejected = rejected
+        self.stats = stats
+        self.on_leaf = on_leaf
+        self.upstream = plan.pipeline.upstream(name)
+        self.error: BaseException | None = None
+
+    # ------------------------------------------------------------ plumbing
+    def _send(self, rows: list[Row], removed: list[str]) -> None:
+        if self.on_leaf is not None and rows:
+            self.on_leaf(rows)
+        for i, box in enumerate(self.outboxes):
+            payload = rows if i == 0 else [dict(r) for r in rows]
+            if payload or removed:
+                self._put(box, Envelope(self.name, payload, list(removed)))
+
+    def _put(self, box: Any, env: Envelope) -> None:
+        while True:
+            try:
+                box.put(env, timeout=0.1)
+                return
+            except queue.Full:
+                if self.plan.cancel.is_set():
+                    return
+
+    def _finish(self) -> None:
+        for box in self.outboxes:
+            self._put(box, Envelope(self.name, end=True))
+
+    def _receive(self) -> Any:
+        while True:
+            t0 = time.perf_counter()
+            try:
+                env = self.inbox.get(timeout=0.1)
+            except queue.Empty:
+                self.stats.queue_wait_s += time.perf_counter() - t0
+                if self.plan.cancel.is_set():
+                    return None
+                continue
+            self.stats.queue_wait_s += time.perf_counter() - t0
+            return env
+
+    def _account(self, batch: list[Row], kept: list[Row], t0: float) -> tuple[list[Row], list[str]]:
+        """Record rejections; reject rows that vanished without a reason; update stats."""
+        rejections = self.ctx.drain_rejections()
+        in_ids = {r.get(ROW_ID) for r in batch}
+        out_ids = {r.get(ROW_ID) for r in kept}
+        rej_ids = {r.get(ROW_ID) for r, _ in rejections}
+        lost = [r for r in batch if r.get(ROW_ID) not in out_ids and r.get(ROW_ID) not in rej_ids]
+        rejections += [
+            (r, Rejection(Reason.STEP_ERROR.value, self.name, "the step returned no row and no reason"))
+            for r in lost
+        ]
+        # a returned row that was also rejected counts as rejected
+        kept = [r for r in kept if r.get(ROW_ID) not in rej_ids]
+        fresh = self.rejected.reject(rejections)
+        dt = time.perf_counter() - t0
+        with self.stats.lock:
+            self.stats.batches += 1
+            self.stats.batch_latencies.append(dt)
+            self.stats.busy_s += dt
+            self.stats.rejected += len(fresh)
+        self.stats.observe_output(kept)
+        self.plan.emit(Event("progress", self.name, len(in_ids), len(kept), len(fresh)))
+        return kept, [r.get(ROW_ID) for r, _ in rejections]
+
+    # ------------------------------------------------------------ processing
+    def _process_batch(self, batch: list[Row]) -> tuple[list[Row], list[str]]:
+        t0 = time.perf_counter()
+        try:
+            kept = list(self.step.process(batch, self.ctx))
+        except Exception:
+            self.ctx.drain_rejections()
+            kept = self._isolate(batch)
+        return self._account(batch, kept, t0)
+
+    def _isolate(self, batch: list[Row]) -> list[Row]:
+        """A batch raised: retry row by row so only the failing rows are rejected."""
+        kept: list[Row] = []
+        for row in batch:
+            try:
+                kept.extend(self.step.process([row], self.ctx))
+            except Exception as exc:
+                detail = f"{type(exc).__name__}: {exc}"
+                self.ctx.logger.warning("step %s failed on %s: %s", self.name, self.ctx.row_label(row), detail)
+                self.ctx.reject(row, Reason.STEP_ERROR, detail)
+        return kept
+
+    def run(self) -> None:
+        """Thread body."""
+        try:
+            self.step.load(self.ctx)
+            try:
+                if isinstance(self.step, GeneratorStep):
+                    self._run_generator()
+                elif isinstance(self.step, Task):
+                    asyncio.run(self._run_task())
+                else:
+                    self._run_normal()
+            finally:
+                self.step.unload()
+        except BaseException as exc:  # reported by the engine, which cancels the run
+            self.error = exc
+            self.ctx.logger.debug("step %s failed: %s", self.name, traceback.format_exc())
+            self.plan.cancel.set()
+        finally:
+            self.stats.finished = time.perf_counter()
+            self._finish()
+            self.plan.emit(Event("step_finished", self.name))
+
+    def _run_generator(self) -> None:
+        step = self.step
+        assert isinstance(step, GeneratorStep)
+        index = 0
+        self.stats.mark_start()
+        iterator = iter(step.generate(self.ctx))
+        while not self.plan.cancel.is_set():
+            t0 = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                break
+            batch = list(batch)
+            rejections = self.ctx.drain_rejections()
+            for row in batch:
+                row[ROW_ID] = f"{self.name}:{index}"
+                index += 1
+            for row, _ in rejections:
+                row[ROW_ID] = f"{self.name}:{index}"
+                index += 1
+            fresh = self.rejected.reject(rejections)
+            dt = time.perf_counter() - t0
+            with self.stats.lock:
+                self.stats.rows_in += len(batch) + len(rejections)
+                self.stats.batches += 1
+                self.stats.batch_latencies.append(dt)
+                self.stats.busy_s += dt
+                self.stats.rejected += len(fresh)
+            self.stats.observe_output(batch)
+            self.plan.emit(Event("progress", self.name, len(batch) + len(fresh), len(batch), len(fresh)))
+            self._send(batch, [])
+
+    def _inputs(self) -> Any:
+        """Yield (rows, removed) from upstream, merged by row id when there are several."""
+        merger = Merger(self.upstream) if len(self.upstream) > 1 else None
+        ended = 0
+        while ended < len(self.upstream):
+            env = self._receive()
+            if env is None:
+                return
+            if env.end:
+                ended += 1
+                continue
+            if merger is not None:
+                rows, removed = merger.add(env)
+            else:
+                rows, removed = env.rows, env.removed
+            if rows:
+                self.stats.mark_start()
+                with self.stats.lock:
+                    self.stats.rows_in += len(rows)
+            yield rows, removed
+
+    def _run_normal(self) -> None:
+        size = self.step.input_batch_size
+        whole = isinstance(self.step, GlobalStep)
+        buffer: list[Row] = []
+        for rows, removed in self._inputs():
+            if removed:
+                self._send([], removed)
+            buffer.extend(rows)
+            while not whole and len(buffer) >= size and not self.plan.cancel.is_set():
+                batch, buffer = buffer[:size], buffer[size:]
+                self._send(*self._process_batch(batch))
+        if self.plan.cancel.is_set():
+            return
+        if buffer or (whole and self.stats.rows_in == 0):
+            self._send(*self._process_batch(buffer))
+
+    async def _run_task(self) -> None:
+        step = self.step
+        assert isinstance(step, Task)
+        sem = asyncio.Semaphore(step.max_in_flight)
+        done: list[Row] = []
+        started: list[Row] = []
+        running: set[asyncio.Task[None]] = set()
+        t_batch = [time.perf_counter()]
+
+        async def one(row: Row) -> None:
+            try:
+                out = await step.aprocess_row(row, self.ctx)
+                if out is not None:
+                    done.append(out)
+            except Exception as exc:
+                self.ctx.reject(row, Reason.STEP_ERROR, f"{type(exc).__name__}: {exc}")
+            finally:
+                sem.release()
+
+        async def flush(force: bool) -> None:
+            finished_ids = {r.get(ROW_ID) for r in done}
+            finished_ids |= {r.get(ROW_ID) for r, _ in self.ctx._rejected}
+            if not force and len(finished_ids) < step.input_batch_size:
+                return
+            batch = [r for r in started if r.get(ROW_ID) in finished_ids]
+            kept = list(done)
+            done.clear()
+            started[:] = [r for r in started if r.get(ROW_ID) not in finished_ids]
+            result = self._account(batch, kept, t_batch[0])
+            t_batch[0] = time.perf_counter()
+            await asyncio.to_thread(self._send, *result)
+
+        inputs = self._inputs()
+        while True:
+            item = await asyncio.to_thread(next, inputs, None)
+            if item is None:
+                break
+            rows, removed = item
+            if removed:
+                await asyncio.to_thread(self._send, [], removed)
+            for row in rows:
+                await sem.acquire()
+                if self.plan.cancel.is_set():
+                    sem.release()
+                    break
+                started.append(row)
+                task = asyncio.create_task(one(row))
+                running.add(task)
+                task.add_done_callback(running.discard)
+                await flush(False)
+        while running:
+            await asyncio.wait(set(running), timeout=0.1)
+            if self.plan.cancel.is_set():
+                for t in running:
+                    t.cancel()
+            await flush(False)
+        if started or done:
+            await flush(True)

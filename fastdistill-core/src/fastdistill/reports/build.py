@@ -1,0 +1,154 @@
+"""The three reports every run writes: manifests per stage, quality report, timing report.
+
+They are written by the engine (control plane), not by steps a user must remember to add.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+from typing import TYPE_CHECKING, Any
+
+from fastdistill.serialization.migrations import CURRENT_SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from fastdistill.context import StepContext
+    from fastdistill.engine.collect import RejectedSink, StepStats
+    from fastdistill.engine.plan import ExecutionPlan
+
+REPORT_SCHEMA_VERSION = 1
+
+#: reject reasons that mean the teacher/provider failed (counted apart from quality rejections)
+PROVIDER_REASONS = ("provider_error", "timeout")
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(q * (len(ordered) - 1))))
+    return round(ordered[k], 6)
+
+
+def _stats(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"count": 0}
+    return {
+        "count": len(values),
+        "mean": round(statistics.fmean(values), 6),
+        "min": round(min(values), 6),
+        "p50": _pct(values, 0.5),
+        "p90": _pct(values, 0.9),
+        "max": round(max(values), 6),
+    }
+
+
+def manifest(plan: ExecutionPlan, name: str, st: StepStats) -> dict[str, Any]:
+    """The manifest of one stage (a step's output)."""
+    cols = sorted(st.columns)
+    return {
+        "run_id": plan.run_id,
+        "stage": name,
+        "component": plan.pipeline.component_names.get(name, type(plan.pipeline.steps[name]).__name__),
+        "count": st.rows_out,
+        "rejected": st.rejected,
+        "columns": cols,
+        "field_hash": hashlib.sha256("\x1f".join(cols).encode()).hexdigest()[:16],
+        "min_sample_id": st.min_sample_id,
+        "max_sample_id": st.max_sample_id,
+        "step_signature": plan.signatures.get(name),
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "pipeline_schema_version": CURRENT_SCHEMA_VERSION,
+    }
+
+
+def write_reports(
+    plan: ExecutionPlan,
+    stats: dict[str, StepStats],
+    contexts: dict[str, StepContext],
+    rejected: RejectedSink,
+    *,
+    kept: int,
+    wall_s: float,
+    cancelled: bool,
+    failed: list[str],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write ``manifests/<step>.json``, ``quality_report.json``, ``timing_report.json``."""
+    storage = plan.storage
+    for name in plan.order:
+        storage.write_json(f"manifests/{name}.json", manifest(plan, name, stats[name]))
+    total = kept + rejected.count
+    gates: dict[str, Any] = {}
+    llm: dict[str, Any] = {}
+    for name in plan.order:
+        step = plan.pipeline.steps[name]
+        counters = contexts[name].metrics.counters()
+        obs = contexts[name].metrics.observations()
+        if getattr(step, "is_gate", False):
+            gate: dict[str, Any] = {k: v for k, v in counters.items() if not k.startswith("rejected.")}
+            gate.update(type(step).summarize_metrics(counters))
+            gate["rejected"] = rejected.by_step.get(name, {})
+            gates[name] = gate
+        if "requests" in counters or "completion_tokens" in obs:
+            llm[name] = {"counters": counters, "completion_tokens": _stats(obs.get("completion_tokens", []))}
+    reasons = dict(sorted(rejected.reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+    quality = {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "run_id": plan.run_id,
+        "pipeline": plan.pipeline.name,
+        "status": "failed" if failed else ("cancelled" if cancelled else "completed"),
+        "rows_in": sum(stats[g].rows_in for g in plan.pipeline.generators()),
+        "kept": kept,
+        "rejected": rejected.count,
+        "keep_rate": round(kept / total, 6) if total else None,
+        "reject_reasons": reasons,
+        "rejected_by_step": rejected.by_step,
+        "provider_errors": sum(reasons.get(r, 0) for r in PROVIDER_REASONS),
+        "empty_outputs": reasons.get("empty_output", 0),
+        "gates": gates,
+        "llm": llm,
+    }
+    steps_timing: dict[str, Any] = {}
+    for name in plan.order:
+        st = stats[name]
+        active = (
+            (st.finished - st.started) if st.started is not None and st.finished is not None else 0.0
+        )
+        obs = contexts[name].metrics.observations()
+        tokens = sum(obs.get("completion_tokens", []))
+        steps_timing[name] = {
+            "rows_in": st.rows_in,
+            "rows_out": st.rows_out,
+            "rejected": st.rejected,
+            "batches": st.batches,
+            "batch_latency_s": {
+                "p50": _pct(st.batch_latencies, 0.5),
+                "p90": _pct(st.batch_latencies, 0.9),
+                "p95": _pct(st.batch_latencies, 0.95),
+            },
+            "busy_s": round(st.busy_s, 6),
+            "active_s": round(active, 6),
+            "queue_wait_s": round(st.queue_wait_s, 6),
+            "rows_per_s": round(st.rows_out / active, 3) if active > 0 else None,
+            "llm_tokens_per_s": round(tokens / active, 3) if tokens and active > 0 else None,
+            "llm_completion_tokens": int(tokens) if tokens else 0,
+            "llm_latency_s": _stats(obs.get("latency_s", [])) if "latency_s" in obs else None,
+        }
+    timing = {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "run_id": plan.run_id,
+        "pipeline": plan.pipeline.name,
+        "engine": "local",
+        "wall_s": round(wall_s, 6),
+        "rows_per_s": round(total / wall_s, 3) if wall_s > 0 else None,
+        "steps": steps_timing,
+    }
+    storage.write_json("quality_report.json", quality)
+    storage.write_json("timing_report.json", timing)
+    try:
+        from fastdistill.serialization.document import dump_yaml
+
+        storage.write_text("pipeline.yaml", dump_yaml(plan.pipeline.to_document(plan.registry)))
+    except Exception as exc:  # a pipeline built in Python with unregistered steps
+        storage.write_text("pipeline.yaml", f"# not serialisable: {exc}\n")
+    return quality, timing

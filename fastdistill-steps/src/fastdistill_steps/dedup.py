@@ -1,0 +1,50 @@
+"""Exact deduplication on a key column."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from fastdistill.context import StepContext
+from fastdistill.rows import ROW_ID, Reason, Row
+from fastdistill.step import Step
+from pydantic import Field, PrivateAttr
+
+
+class DedupExact(Step):
+    """Keep the first row for each value of ``key``; reject later ones as ``duplicate``.
+
+    The rejection detail names the key and the first row that had it.  What has been seen is
+    kept in the instance and reset by :meth:`load`, so every run starts empty.
+    """
+
+    key: str = Field(default="sample_id", description="Column whose value identifies a row.")
+
+    _seen: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def input_columns(self) -> list[str]:
+        """The key column."""
+        return [self.key]
+
+    def load(self, ctx: StepContext) -> None:
+        """Forget rows seen in a previous run."""
+        self._seen = {}
+
+    def process(self, rows: list[Row], ctx: StepContext) -> Iterable[Row]:
+        """Pass first occurrences, reject repeats."""
+        out: list[Row] = []
+        for row in rows:
+            if self.key not in row:
+                ctx.reject(row, Reason.INVALID_INPUT, f"missing key column {self.key!r}")
+                continue
+            value = row[self.key]
+            marker = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+            first = self._seen.get(marker)
+            if first is not None:
+                ctx.metrics.incr("duplicates")
+                ctx.reject(row, Reason.DUPLICATE, f"duplicate {self.key}={value!r}; first seen in {first}")
+                continue
+            label = f"row {row[ROW_ID]}" if ROW_ID in row else f"{self.key}={value!r}"
+            self._seen[marker] = label
+            out.append(row)
+        return out

@@ -1,0 +1,1 @@
+"""Text-to-SQL steps: SQL extraction, rule checks, schemas and SQLite execution."""
