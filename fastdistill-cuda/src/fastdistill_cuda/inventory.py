@@ -57,7 +57,9 @@ class FakeInventory:
         self._devices = list(devices)
 
     @classmethod
-    def gpus(cls, count: int, *, total_mb: int = 81920, free_mb: int | None = None) -> FakeInventory:
+    def gpus(
+        cls, count: int, *, total_mb: int = 81920, free_mb: int | None = None
+    ) -> FakeInventory:
         """``count`` identical devices with UUIDs ``GPU-fake-<index>``."""
         return cls(
             DeviceInfo(

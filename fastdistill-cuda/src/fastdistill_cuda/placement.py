@@ -61,8 +61,11 @@ def _normalise_devices(devices: str | int | Sequence[str | int]) -> list[str] | 
         if isinstance(item, bool) or not isinstance(item, (str, int)):
             raise TypeError(f"CUDA devices must be ints or strings, got {item!r}")
         token = str(item).strip()
-        if not token or token.startswith("-"):
-            raise ValueError(f"invalid CUDA device {item!r} in devices={devices!r}")
+        if not (token.isdigit() or token.startswith(("GPU-", "MIG-"))):
+            raise ValueError(
+                f"invalid CUDA device {item!r} in devices={devices!r}: use an index (0, '3') or "
+                "a UUID ('GPU-...', 'MIG-...')"
+            )
         tokens.append(token)
     if not tokens:
         raise ValueError("devices is empty: pass 'auto' or at least one CUDA device")

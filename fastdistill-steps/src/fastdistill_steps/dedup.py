@@ -38,7 +38,7 @@ class DedupExact(Step):
                 ctx.reject(row, Reason.INVALID_INPUT, f"missing key column {self.key!r}")
                 continue
             value = row[self.key]
-            marker = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+            marker = json.dumps(value, sort_keys=True, default=repr)  # 1 and "1" stay distinct
             first = self._seen.get(marker)
             if first is not None:
                 ctx.metrics.incr("duplicates")
