@@ -17,15 +17,20 @@ from typing import Any
 Reply = tuple[int, dict[str, str], bytes]
 
 
-def ok_reply(content: str | None, *, finish_reason: str = "stop", completion_tokens: int = 3) -> Reply:
+def ok_reply(
+    content: str | None, *, finish_reason: str = "stop", completion_tokens: int = 3
+) -> Reply:
     """A well-formed chat-completions response."""
     body = {
         "id": "chatcmpl-test",
         "object": "chat.completion",
         "model": "fake",
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": content},
-             "finish_reason": finish_reason}
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": finish_reason,
+            }
         ],
         "usage": {"prompt_tokens": 7, "completion_tokens": completion_tokens, "total_tokens": 10},
     }
@@ -78,7 +83,9 @@ def _handler_for(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 body = json.loads(raw)
             except ValueError:
                 body = {"_raw": raw.decode("utf-8", "replace")}
-            status, headers, payload = fake.handle(body, {k.lower(): v for k, v in self.headers.items()})
+            status, headers, payload = fake.handle(
+                body, {k.lower(): v for k, v in self.headers.items()}
+            )
             try:
                 self.send_response(status)
                 for k, v in headers.items():
@@ -98,8 +105,9 @@ def running_fake() -> Iterator[FakeOpenAI]:
     fake = FakeOpenAI()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(fake))
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     fake.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     try:
@@ -108,4 +116,3 @@ def running_fake() -> Iterator[FakeOpenAI]:
         server.shutdown()
         server.server_close()
         thread.join(5)
-

@@ -10,7 +10,6 @@ from importlib import metadata
 import pytest
 from fastdistill import MissingDependencyError
 from fastdistill.testing import run_step
-
 from fastdistill_llms import embedded as emb
 from fastdistill_llms.embedded import EmbeddedLLM, serve
 from fastdistill_llms.openai_compat import OpenAICompatLLM
@@ -92,8 +91,9 @@ def test_embedded_is_deterministic_with_greedy_and_fixed_seed(embedded_llm):
 @needs_model
 @pytest.mark.model
 def test_embedded_through_text_generation(embedded_llm):
-    task = TextGeneration(llm=embedded_llm, template="Answer briefly: {question}",
-                          reject_truncated=False)
+    task = TextGeneration(
+        llm=embedded_llm, template="Answer briefly: {question}", reject_truncated=False
+    )
     kept, rejected = run_step(task, [{"question": "What is 2+2?"}, {"question": "Name a fruit."}])
     assert rejected == [] and len(kept) == 2
     assert all(r["generation"].strip() for r in kept)
@@ -116,11 +116,27 @@ def test_embedded_length_limit_is_reported(embedded_llm):
 def test_openai_compat_against_the_real_llamacpp_server():
     with serve(n_ctx=1024, n_parallel=2, n_threads=2) as base_url:
         assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
-        llm = OpenAICompatLLM(base_url=base_url, model="smollm2", api_key_env=None,
-                              generation_kwargs={"max_new_tokens": 16, "temperature": 0})
+        llm = OpenAICompatLLM(
+            base_url=base_url,
+            model="smollm2",
+            api_key_env=None,
+            generation_kwargs={"max_new_tokens": 16, "temperature": 0},
+        )
         gens = llm.generate([PROMPT, [{"role": "user", "content": "Say hello."}]])
         for gen in gens:
             assert gen.ok, gen.error
             assert gen.usage["completion_tokens"] > 0 and gen.usage["prompt_tokens"] > 0
             assert gen.usage["completion_tokens"] <= 16
             assert gen.finish_reason in {"stop", "length"}
+
+
+@needs_model
+@pytest.mark.model
+def test_llamacpp_stays_quiet_on_stderr(capfd):
+    llm = EmbeddedLLM(generation_kwargs={"max_tokens": 4}, n_threads=2, n_ctx=512)
+    llm.load()
+    try:
+        assert llm.generate([PROMPT])[0].usage["completion_tokens"] > 0
+    finally:
+        llm.unload()
+    assert capfd.readouterr().err == ""  # llama.cpp's request log would break a progress display

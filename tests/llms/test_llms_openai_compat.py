@@ -12,10 +12,8 @@ import time
 import pytest
 from fastdistill.models import GENERATION_META_KEYS
 from fastdistill.testing import make_context, run_step
-
 from fastdistill_llms.openai_compat import OpenAICompatLLM, parse_retry_after
 from fastdistill_llms.text_generation import TextGeneration
-
 from llms_fakes import last_user, ok_reply
 
 MSG = [{"role": "user", "content": "hello"}]
@@ -66,7 +64,9 @@ def test_unknown_generation_kwarg_is_a_clear_error_c07():
     assert "'max_tokenz'" in msg and "max_tokens" in msg and "Valid keys" in msg
 
 
-@pytest.mark.parametrize("kwargs", [{"n": 2}, {"max_tokens": 0}, {"max_new_tokens": 5, "max_tokens": 6}])
+@pytest.mark.parametrize(
+    "kwargs", [{"n": 2}, {"max_tokens": 0}, {"max_new_tokens": 5, "max_tokens": 6}]
+)
 def test_refused_generation_kwargs(kwargs):
     with pytest.raises(ValueError):
         OpenAICompatLLM(model="m", generation_kwargs=kwargs)
@@ -132,8 +132,9 @@ def _malformed_for_q6(always: bool):
 
 def test_one_malformed_response_is_retried_and_all_20_rows_kept_c13(fake_openai):
     fake_openai.script = _malformed_for_q6(always=False)
-    t = TextGeneration(llm=llm_for(fake_openai, max_retries=2), template="Q: {question}",
-                       input_batch_size=20)
+    t = TextGeneration(
+        llm=llm_for(fake_openai, max_retries=2), template="Q: {question}", input_batch_size=20
+    )
     kept, rejected = run_step(t, rows(20))
     assert rejected == [] and sorted(r["id"] for r in kept) == list(range(20))
     assert all(r["generation"].startswith("SELECT Q: q") for r in kept)
@@ -171,8 +172,13 @@ def test_timeout_rejects_that_row_with_reason_timeout_c12(fake_openai, caplog):
 
 
 def test_connection_refused_is_provider_error():
-    llm = OpenAICompatLLM(base_url="http://127.0.0.1:9/v1", model="m", api_key_env=None,
-                          max_retries=1, backoff_base_s=0.001)
+    llm = OpenAICompatLLM(
+        base_url="http://127.0.0.1:9/v1",
+        model="m",
+        api_key_env=None,
+        max_retries=1,
+        backoff_base_s=0.001,
+    )
     [gen] = llm.generate([MSG])
     assert gen.error_kind == "provider_error" and "ConnectError" in gen.error
 
@@ -180,8 +186,9 @@ def test_connection_refused_is_provider_error():
 # ---------------------------------------------------------------- empty / length
 def test_null_content_with_length_is_rejected_length(fake_openai):
     fake_openai.script = lambda body, seen: ok_reply(None, finish_reason="length")
-    kept, rejected = run_step(TextGeneration(llm=llm_for(fake_openai), template="{question}"),
-                              rows(1))
+    kept, rejected = run_step(
+        TextGeneration(llm=llm_for(fake_openai), template="{question}"), rows(1)
+    )
     assert kept == [] and rejected[0][1].reason == "length"
     meta = rejected[0][0]["generation_meta"]
     assert meta["finish_reason"] == "length" and meta["completion_tokens"] == 3
@@ -211,12 +218,21 @@ def test_api_key_is_sent_as_bearer_and_never_exposed(fake_openai, monkeypatch, c
         kept, _ = run_step(task, rows(1))
         task.load(make_context())  # loaded state: key in memory
     assert fake_openai.headers[0]["authorization"] == f"Bearer {secret}"
-    exposed = [repr(llm), str(llm), repr(task), json.dumps(llm.model_dump()),
-               json.dumps(task.model_dump(), default=str), json.dumps(llm.identity()),
-               json.dumps(kept, default=str), caplog.text]
+    exposed = [
+        repr(llm),
+        str(llm),
+        repr(task),
+        json.dumps(llm.model_dump()),
+        json.dumps(task.model_dump(), default=str),
+        json.dumps(llm.identity()),
+        json.dumps(kept, default=str),
+        caplog.text,
+    ]
     assert not [s for s in exposed if secret in s]
     assert secret.encode() not in pickle.dumps(llm)
-    assert "api_key" not in llm.model_dump() and llm.model_dump()["api_key_env"] == "FD_TEST_API_KEY"
+    assert (
+        "api_key" not in llm.model_dump() and llm.model_dump()["api_key_env"] == "FD_TEST_API_KEY"
+    )
     clone = copy.deepcopy(llm)  # replicas re-read the key at load(), they never copy it
     assert clone._rt.secret is None
     task.unload()
@@ -230,7 +246,9 @@ def test_no_authorization_header_without_key(fake_openai, monkeypatch):
 
 
 def test_identity_has_model_and_kwargs_not_base_url():
-    a = OpenAICompatLLM(base_url="http://a:1/v1", model="m", generation_kwargs={"max_new_tokens": 9})
+    a = OpenAICompatLLM(
+        base_url="http://a:1/v1", model="m", generation_kwargs={"max_new_tokens": 9}
+    )
     b = OpenAICompatLLM(base_url="http://b:2/v1", model="m", generation_kwargs={"max_tokens": 9})
     assert a.identity() == b.identity()
     assert a.identity()["generation_kwargs"] == {"max_tokens": 9}

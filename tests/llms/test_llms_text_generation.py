@@ -10,7 +10,6 @@ import pytest
 from fastdistill import Generation, Reason
 from fastdistill.models import GENERATION_META_KEYS
 from fastdistill.testing import ScriptedLLM, make_context, run_step
-
 from fastdistill_llms.text_generation import TextGeneration, template_columns
 
 ROWS = [{"id": i, "question": f"q{i}", "schema": "t(a)"} for i in range(3)]
@@ -42,8 +41,12 @@ def test_success_adds_generation_and_meta_from_the_template():
 
 
 def test_input_and_output_columns():
-    t = TextGeneration(llm=ScriptedLLM(), template="{schema}\n{question} {question.x} {q[0]} {{lit}}",
-                       output_column="sql", meta_column="sql_meta")
+    t = TextGeneration(
+        llm=ScriptedLLM(),
+        template="{schema}\n{question} {question.x} {q[0]} {{lit}}",
+        output_column="sql",
+        meta_column="sql_meta",
+    )
     assert t.input_columns() == ["schema", "question", "q"]
     assert t.output_columns() == ["sql", "sql_meta"]
     assert template_columns("no fields {{here}}") == []
@@ -58,7 +61,9 @@ def test_positional_template_fields_are_rejected_at_construction(template):
 def test_missing_column_rejects_only_that_row_with_invalid_input():
     llm = ScriptedLLM()
     t = TextGeneration(llm=llm, template="Q:{question}")
-    kept, rejected = run_step(t, [{"id": 0, "question": "a"}, {"id": 1}, {"id": 2, "question": "c"}])
+    kept, rejected = run_step(
+        t, [{"id": 0, "question": "a"}, {"id": 1}, {"id": 2, "question": "c"}]
+    )
     assert [r["id"] for r in kept] == [0, 2]
     [(row, rej)] = rejected
     assert row["id"] == 1 and rej.reason == "invalid_input" and "question" in rej.detail
@@ -68,8 +73,12 @@ def test_missing_column_rejects_only_that_row_with_invalid_input():
 
 @pytest.mark.parametrize(
     ("error_kind", "reason"),
-    [("provider_error", Reason.PROVIDER_ERROR), ("timeout", Reason.TIMEOUT),
-     ("empty_output", Reason.EMPTY_OUTPUT), ("length", Reason.LENGTH)],
+    [
+        ("provider_error", Reason.PROVIDER_ERROR),
+        ("timeout", Reason.TIMEOUT),
+        ("empty_output", Reason.EMPTY_OUTPUT),
+        ("length", Reason.LENGTH),
+    ],
 )
 def test_generation_error_kind_becomes_the_reject_reason(error_kind, reason):
     def script(messages):
@@ -93,7 +102,9 @@ def test_meta_keys_identical_for_kept_and_rejected_rows_c02():
 
     kept, rejected = run_step(task(script), ROWS)
     assert len(kept) == 2 and len(rejected) == 1
-    keys = {tuple(r["generation_meta"]) for r in kept} | {tuple(r["generation_meta"]) for r, _ in rejected}
+    keys = {tuple(r["generation_meta"]) for r in kept} | {
+        tuple(r["generation_meta"]) for r, _ in rejected
+    }
     assert keys == {GENERATION_META_KEYS}
     # same columns on both sides, so a columnar writer sees one schema
     assert set(kept[0]) == set(rejected[0][0])
@@ -101,9 +112,13 @@ def test_meta_keys_identical_for_kept_and_rejected_rows_c02():
 
 @pytest.mark.parametrize(
     ("exc", "reason"),
-    [(asyncio.TimeoutError(), "timeout"), (TimeoutError("read"), "timeout"),
-     (type("ReadTimeout", (Exception,), {})("slow"), "timeout"),
-     (ConnectionError("refused"), "provider_error"), (ValueError("bad json"), "provider_error")],
+    [
+        (asyncio.TimeoutError(), "timeout"),
+        (TimeoutError("read"), "timeout"),
+        (type("ReadTimeout", (Exception,), {})("slow"), "timeout"),
+        (ConnectionError("refused"), "provider_error"),
+        (ValueError("bad json"), "provider_error"),
+    ],
 )
 def test_exception_in_agenerate_rejects_only_that_row_c12(exc, reason, caplog):
     def script(messages):
@@ -123,8 +138,9 @@ def test_exception_in_agenerate_rejects_only_that_row_c12(exc, reason, caplog):
 
 def test_truncated_answer_is_rejected_length_unless_disabled():
     def script(messages):
-        return Generation(text="SELECT * FR", model="m", finish_reason="length",
-                          usage={"completion_tokens": 4})
+        return Generation(
+            text="SELECT * FR", model="m", finish_reason="length", usage={"completion_tokens": 4}
+        )
 
     kept, rejected = run_step(task(script), ROWS[:1])
     assert kept == [] and rejected[0][1].reason == "length"

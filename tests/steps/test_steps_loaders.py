@@ -75,6 +75,8 @@ def test_load_jsonl_output_columns_peeks_first_valid_line(tmp_path: Path) -> Non
     path.write_text('oops\n{"a": 1, "b": 2}\n{"c": 3}\n', encoding="utf-8")
     assert LoadJsonl(path=str(path)).output_columns() == ["a", "b"]
     assert LoadJsonl().output_columns() is None  # path not set yet
+    # a relative path may be relative to the pipeline document: unknown until run time
+    assert LoadJsonl(path="surely/not/here.jsonl").output_columns() is None
 
 
 def test_load_jsonl_missing_file_names_step_and_path(tmp_path: Path) -> None:

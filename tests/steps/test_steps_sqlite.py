@@ -73,7 +73,7 @@ def test_gold_sql_of_real_rows_matches(db_dir: Path, spider_rows: list[dict]) ->
 
 
 def test_wrong_query_mismatches(db_dir: Path) -> None:
-    kept, rejected, ctx = _eval(db_dir, "SELECT count(*) FROM concert", "SELECT count(*) FROM singer")
+    kept, rejected, ctx = _eval(db_dir, "SELECT count(*) FROM stadium", "SELECT count(*) FROM singer")
     assert rejected == []
     assert kept[0]["exec_status"] == "mismatch" and kept[0]["exec_pass"] is False
     assert kept[0]["exec_row_count"] == 1

@@ -255,6 +255,9 @@ class Registry:
             for hook_name, found in impls.items():
                 registrar = Registrar(self, HOOK_KINDS[hook_name], info)
                 for impl in found:
+                    # hooks are called one plugin at a time, bypassing pluggy's traced call
+                    # path, so FASTDISTILL_TRACE_PLUGINS is honoured here (no-op when off)
+                    self._pm.trace(f"{hook_name}(register) <- plugin {info.name!r}")
                     impl.function(register=registrar)
         except Exception as exc:
             for comp in info.components:

@@ -43,9 +43,14 @@ class StorageBackend:
         parent = target.rsplit("/", 1)[0]
         self.fs.makedirs(parent, exist_ok=True)
         tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
-        with self.fs.open(tmp, "wb") as fh:
-            fh.write(data)
-        self.fs.mv(tmp, target)
+        try:
+            with self.fs.open(tmp, "wb") as fh:
+                fh.write(data)
+            self.fs.mv(tmp, target)
+        except BaseException:
+            if self.fs.exists(tmp):  # a failed write leaves neither half a file nor a temp file
+                self.fs.rm(tmp)
+            raise
         return target
 
     def write_text(self, rel: str, text: str) -> str:

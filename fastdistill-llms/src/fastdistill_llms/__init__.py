@@ -23,7 +23,14 @@ _EXPORTS = {
     "serve": "fastdistill_llms.embedded",
 }
 
-__all__ = [*sorted(_EXPORTS), "__version__"]
+__all__ = [
+    "EmbeddedLLM",
+    "EmbeddedServer",
+    "OpenAICompatLLM",
+    "TextGeneration",
+    "__version__",
+    "serve",
+]
 
 if TYPE_CHECKING:
     from fastdistill_llms.embedded import EmbeddedLLM, EmbeddedServer, serve

@@ -78,7 +78,9 @@ def normalize_generation_kwargs(
         if not isinstance(key, str):
             raise ValueError(f"{owner}: generation_kwargs keys must be strings, got {key!r}")
         if key in REFUSED:
-            raise ValueError(f"{owner}: generation_kwargs key {key!r} is not allowed: {REFUSED[key]}")
+            raise ValueError(
+                f"{owner}: generation_kwargs key {key!r} is not allowed: {REFUSED[key]}"
+            )
         canonical = ALIASES.get(key, key)
         if canonical not in allowed:
             valid = sorted(allowed)

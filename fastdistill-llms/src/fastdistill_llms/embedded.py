@@ -220,16 +220,22 @@ class EmbeddedLLM(LLM):
             data = await loop.run_in_executor(pool, server.handle_chat_completions, body)
         except Exception as exc:  # the binding raised: report, don't crash the batch
             return Generation(
-                text=None, model=self.model_name, latency_s=time.perf_counter() - start,
-                error_kind="provider_error", error=f"{type(exc).__name__}: {exc}",
+                text=None,
+                model=self.model_name,
+                latency_s=time.perf_counter() - start,
+                error_kind="provider_error",
+                error=f"{type(exc).__name__}: {exc}",
             )
         latency = time.perf_counter() - start
         if not isinstance(data, Mapping) or "error" in data or not data.get("choices"):
             err = data.get("error") if isinstance(data, Mapping) else data
             msg = err.get("message", err) if isinstance(err, Mapping) else err
             return Generation(
-                text=None, model=self.model_name, latency_s=latency,
-                error_kind="provider_error", error=f"llama.cpp: {msg}",
+                text=None,
+                model=self.model_name,
+                latency_s=latency,
+                error_kind="provider_error",
+                error=f"llama.cpp: {msg}",
             )
         choice = data["choices"][0]
         gen = parse_choice(data, choice, choice.get("message") or {}, self.model_name)
@@ -286,4 +292,3 @@ def serve(model_file: str | None = None, **options: Any) -> Iterator[str]:
     with EmbeddedServer(model_file, **options) as srv:
         assert srv.base_url is not None
         yield srv.base_url
-

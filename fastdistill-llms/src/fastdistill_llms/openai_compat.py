@@ -80,9 +80,9 @@ class OpenAICompatLLM(LLM):
 
     component_name = "openai_compat"
 
-    base_url: Annotated[
-        str, RuntimeParameter("Root URL of the OpenAI-compatible API (…/v1).")
-    ] = "http://127.0.0.1:8080/v1"
+    base_url: Annotated[str, RuntimeParameter("Root URL of the OpenAI-compatible API (…/v1).")] = (
+        "http://127.0.0.1:8080/v1"
+    )
     model: str = Field(description="Model name sent in each request.")
     api_key_env: str | None = Field(
         default="OPENAI_API_KEY",
@@ -239,9 +239,7 @@ def parse_choice(
     """A :class:`Generation` from one OpenAI-style choice (shared with the embedded model)."""
     content = message.get("content")
     if isinstance(content, list):  # content parts
-        content = "".join(
-            str(p.get("text", "")) for p in content if isinstance(p, Mapping)
-        )
+        content = "".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
     finish = choice.get("finish_reason")
     usage_raw = data.get("usage") or {}
     usage = {

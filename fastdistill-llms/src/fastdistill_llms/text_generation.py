@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import string
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastdistill import LLM, Generation, Reason, Task
 from fastdistill.models import Message
@@ -145,7 +145,10 @@ class TextGeneration(Task):
             detail = f"{type(exc).__name__}: {exc}"
             ctx.logger.warning(
                 "%s: %s raised %s during generation: %s",
-                ctx.row_label(row), type(self.llm).__name__, type(exc).__name__, exc,
+                ctx.row_label(row),
+                type(self.llm).__name__,
+                type(exc).__name__,
+                exc,
             )
             gen = Generation(
                 text=None,
@@ -191,8 +194,9 @@ class TextGeneration(Task):
     ) -> None:
         """Reject ``row`` carrying ``output_column=None`` and the full metadata dict (C02)."""
         if gen is None:
-            gen = Generation(text=None, model=self.llm.model_name, error_kind=str(reason),
-                             error=detail)
+            gen = Generation(
+                text=None, model=self.llm.model_name, error_kind=str(reason), error=detail
+            )
         meta = gen.meta()
         ctx.reject({**row, self.output_column: None, self.meta_column: meta}, reason, detail)
         return None

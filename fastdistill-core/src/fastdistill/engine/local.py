@@ -99,8 +99,8 @@ class LocalEngine:
         failures = [w for w in workers if w.error is not None]
         cancelled = plan.cancel.is_set()
         wall = time.perf_counter() - t_start
-        paths = {leaf: sink.finalize() for leaf, sink in sinks.items()}
-        rejected_path = rejected.finalize()
+        paths = {leaf: _url(storage, sink.finalize()) for leaf, sink in sinks.items()}
+        rejected_path = _url(storage, rejected.finalize())
         if storage.exists(".spool") and not storage.fs.ls(storage.path(".spool")):
             storage.fs.rm(storage.path(".spool"), recursive=True)
         kept = sum(s.count for s in sinks.values())
@@ -136,3 +136,8 @@ class LocalEngine:
 def _runtime_params(step: Any) -> dict[str, Any]:
     info = getattr(type(step), "runtime_parameters_info", {})
     return {name: getattr(step, name) for name in info}
+
+
+def _url(storage: Any, path: str) -> str:
+    """A path fsspec can open again: local paths stay plain, others keep their protocol."""
+    return path if storage.local_path() is not None else str(storage.fs.unstrip_protocol(path))

@@ -126,14 +126,19 @@ class StepWorker:
     def _account(self, batch: list[Row], kept: list[Row], t0: float) -> tuple[list[Row], list[str]]:
         """Record rejections; reject rows that vanished without a reason; update stats."""
         rejections = self.ctx.drain_rejections()
+        # a row returned without the engine's row id cannot be traced to its input row: it is
+        # not kept, so its input row is rejected below (never both kept and rejected)
+        untracked = sum(1 for r in kept if r.get(ROW_ID) is None)
+        kept = [r for r in kept if r.get(ROW_ID) is not None]
         in_ids = {r.get(ROW_ID) for r in batch}
         out_ids = {r.get(ROW_ID) for r in kept}
         rej_ids = {r.get(ROW_ID) for r, _ in rejections}
         lost = [r for r in batch if r.get(ROW_ID) not in out_ids and r.get(ROW_ID) not in rej_ids]
-        rejections += [
-            (r, Rejection(Reason.STEP_ERROR.value, self.name, "the step returned no row and no reason"))
-            for r in lost
-        ]
+        detail = "the step returned no row and no reason"
+        if untracked:
+            detail = (f"the step returned {untracked} row(s) without the engine's {ROW_ID!r} "
+                      "column; build output rows from the input row, e.g. {**row, ...}")
+        rejections += [(r, Rejection(Reason.STEP_ERROR.value, self.name, detail)) for r in lost]
         # a returned row that was also rejected counts as rejected
         kept = [r for r in kept if r.get(ROW_ID) not in rej_ids]
         fresh = self.rejected.reject(rejections)
@@ -284,6 +289,10 @@ class StepWorker:
             finished_ids |= {r.get(ROW_ID) for r, _ in self.ctx._rejected}
             if not force and len(finished_ids) < step.input_batch_size:
                 return
+            if force and not self.plan.cancel.is_set():
+                # every request is done: a started row neither returned nor rejected vanished;
+                # accounting it makes _account reject it (step_error) instead of losing it
+                finished_ids |= {r.get(ROW_ID) for r in started}
             batch = [r for r in started if r.get(ROW_ID) in finished_ids]
             kept = list(done)
             done.clear()

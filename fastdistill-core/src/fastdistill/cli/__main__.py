@@ -1,0 +1,7 @@
+"""``python -m fastdistill.cli``."""
+
+import sys
+
+from fastdistill.cli import main
+
+sys.exit(main())
