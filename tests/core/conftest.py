@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from fastdistill import Pipeline, Registry, RunResult
 
 #: a run of these tiny pipelines takes well under a second; anything longer is a hang

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from fastdistill.cli import main
 
 DOC = {
@@ -58,7 +57,8 @@ def test_plugins_json_lists_core_with_its_version(capsys: pytest.CaptureFixture[
     assert "register_steps" in core["hooks"] and "register_engines" in core["hooks"]
     components = {(c["kind"], c["name"]) for c in core["components"]}
     assert {("step", "load_from_dicts"), ("step", "keep_columns"), ("engine", "local"),
-            ("transport", "memory"), ("transport", "filesystem"), ("placement", "cpu")} <= components
+            ("transport", "memory"), ("transport", "filesystem"),
+            ("placement", "cpu")} <= components
 
 
 def test_plugins_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -164,7 +164,9 @@ def test_errors_exit_1_with_a_message_naming_the_problem(
         assert part in err
 
 
-def test_unknown_component_in_the_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_component_in_the_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     doc = {**DOC, "steps": [DOC["steps"][0], {**DOC["steps"][1], "component": "keep_colums"}]}
     path = tmp_path / "typo.yaml"
     path.write_text(yaml.safe_dump(doc))

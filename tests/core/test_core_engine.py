@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from fastdistill import (
     LLM,
     ROW_ID,
-    GeneratorStep,
     Generation,
+    GeneratorStep,
     GlobalStep,
     Pipeline,
     Reason,
@@ -445,7 +444,8 @@ def test_task_row_that_returns_none_without_a_reason_is_not_lost(run: Runner) ->
         async def aprocess_row(self, row: dict[str, Any], ctx: StepContext) -> Any:
             return None if row["x"] == 2 else row
 
-    result = run(Pipeline("forgetful", LoadFromDicts(data=rows(5)) >> Forgetful(input_batch_size=2)))
+    p = Pipeline("forgetful", LoadFromDicts(data=rows(5)) >> Forgetful(input_batch_size=2))
+    result = run(p)
     assert ids(result.read_dataset()) == [0, 1, 3, 4]
     (lost,) = result.read_rejected()
     assert lost["id"] == 2 and lost["_rejection"]["reason"] == "step_error"

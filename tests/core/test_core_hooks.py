@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from fastdistill import hookspecs
 from fastdistill.registry import HOOK_KINDS
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import pytest
-
 from fastdistill import (
     DocumentError,
     Pipeline,

@@ -6,7 +6,6 @@ from importlib import metadata
 from typing import Any
 
 import pytest
-
 from fastdistill import (
     LLM,
     Generation,
@@ -316,7 +315,9 @@ def test_every_hook_kind_registers_a_usable_component(core_registry: Registry) -
         def register_migrations(self, register: Any) -> None:
             register(bump, name="every.bump", from_version=1)
 
-    info = core_registry.add_plugin(Everything(), name="every", distribution="fd-every", version="9")
+    info = core_registry.add_plugin(
+        Everything(), name="every", distribution="fd-every", version="9"
+    )
     assert info.error is None
     assert sorted(info.hooks) == sorted(
         [

@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 import yaml
-from pydantic import SecretStr
-
 from fastdistill import LLM, DocumentError, Generation, Pipeline, Registry, Step, hookimpl
 from fastdistill.builtins.steps import KeepColumns, LoadFromDicts
 from fastdistill.serialization.migrations import CURRENT_SCHEMA_VERSION
+from pydantic import SecretStr
 
 DATA = Path(__file__).parent / "data"
 SECRET = "sk-do-not-write-me-0123456789"
@@ -127,7 +126,8 @@ def test_v1_document_loads_through_the_migration(core_registry: Registry, tmp_pa
     pipeline = Pipeline.load(source, core_registry)
 
     assert list(pipeline.steps) == ["load", "keep_text", "keep_extra"]
-    assert pipeline.upstream("keep_text") == ["load"] and pipeline.upstream("keep_extra") == ["load"]
+    assert pipeline.upstream("keep_text") == ["load"]
+    assert pipeline.upstream("keep_extra") == ["load"]
     keep = pipeline.steps["keep_extra"]
     assert isinstance(keep, KeepColumns) and keep.columns == ["id", "extra"]
     load = pipeline.steps["load"]

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import pytest
-from pydantic import ValidationError
-
 from fastdistill import GeneratorStep, RuntimeParameter, Step
 from fastdistill.step import RuntimeParamInfo
+from pydantic import ValidationError
 
 
 class Base(Step):
@@ -44,7 +43,9 @@ def test_subclass_inherits_and_extends_without_touching_the_parent() -> None:
     assert Child.runtime_parameters_info is not Base.runtime_parameters_info
 
 
-def test_runtime_parameters_are_not_recomputed_per_instance(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runtime_parameters_are_not_recomputed_per_instance(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import fastdistill.step as step_module
 
     before = Child.runtime_parameters_info

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from fastdistill import Pipeline, Registry, StorageBackend
 from fastdistill.builtins.steps import KeepColumns, LoadFromDicts
 from fastdistill.transport import CLOSED, BatchTransport, FilesystemTransport, MemoryTransport

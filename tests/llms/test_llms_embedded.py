@@ -70,7 +70,7 @@ def test_defaults_and_kwargs_validation():
 # ---------------------------------------------------------------- the real model
 @pytest.fixture(scope="module")
 def embedded_llm() -> Iterator[EmbeddedLLM]:
-    llm = EmbeddedLLM(generation_kwargs={"max_tokens": 24}, n_threads=2)
+    llm = EmbeddedLLM(generation_kwargs={"max_tokens": 24}, n_threads=1)
     llm.load()
     yield llm
     llm.unload()
@@ -114,7 +114,7 @@ def test_embedded_length_limit_is_reported(embedded_llm):
 @needs_model
 @pytest.mark.model
 def test_openai_compat_against_the_real_llamacpp_server():
-    with serve(n_ctx=1024, n_parallel=2, n_threads=2) as base_url:
+    with serve(n_ctx=1024, n_parallel=2, n_threads=1) as base_url:
         assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
         llm = OpenAICompatLLM(
             base_url=base_url,
@@ -133,7 +133,7 @@ def test_openai_compat_against_the_real_llamacpp_server():
 @needs_model
 @pytest.mark.model
 def test_llamacpp_stays_quiet_on_stderr(capfd):
-    llm = EmbeddedLLM(generation_kwargs={"max_tokens": 4}, n_threads=2, n_ctx=512)
+    llm = EmbeddedLLM(generation_kwargs={"max_tokens": 4}, n_threads=1, n_ctx=512)
     llm.load()
     try:
         assert llm.generate([PROMPT])[0].usage["completion_tokens"] > 0

@@ -35,6 +35,10 @@ class BatchTransport(Protocol):
         """The producer is done; consumers get :data:`CLOSED` after the last item."""
         ...
 
+    def cleanup(self) -> None:
+        """Release resources (spool files) once the run no longer needs the channel."""
+        ...
+
 
 class MemoryTransport:
     """A bounded in-process queue (threads)."""
@@ -61,6 +65,9 @@ class MemoryTransport:
         if not self._closed.is_set():
             self._closed.set()
             self._q.put(CLOSED)
+
+    def cleanup(self) -> None:
+        """Nothing to release."""
 
 
 class FilesystemTransport:
@@ -98,3 +105,10 @@ class FilesystemTransport:
     def close(self) -> None:
         """Mark the end of the stream."""
         self._q.close()
+
+    def cleanup(self) -> None:
+        """Remove the spool directory when this transport created it."""
+        if self._owned:
+            import shutil
+
+            shutil.rmtree(self._dir, ignore_errors=True)

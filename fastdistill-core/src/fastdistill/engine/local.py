@@ -96,6 +96,8 @@ class LocalEngine:
                 t.join(timeout=30)
         for name in plan.order:
             plan.placement.release(name, 0)
+        for box in inboxes.values():
+            box.cleanup()
         failures = [w for w in workers if w.error is not None]
         cancelled = plan.cancel.is_set()
         wall = time.perf_counter() - t_start

@@ -124,12 +124,13 @@ def build_plan(
     cancel: threading.Event | None,
 ) -> ExecutionPlan:
     """Resolve components by name and lay out the run's output location."""
-    run_id = new_run_id()
-    root = output if output is not None else Path("fastdistill-runs") / pipeline.name / run_id
-    storage = StorageBackend(str(root))
+    # resolve every name first: a typo must not leave an empty output folder behind
     transport_cls = registry.transport(transport)
     placement_cls = registry.placement(placement)
     strategy = placement_cls(**dict(placement_options or {}))
+    run_id = new_run_id()
+    root = output if output is not None else Path("fastdistill-runs") / pipeline.name / run_id
+    storage = StorageBackend(str(root))
     return ExecutionPlan(
         pipeline=pipeline,
         registry=registry,

@@ -233,6 +233,7 @@ class Pipeline:
         if params:
             self.set_params(params)
         self.validate(registry)
+        engine_cls = registry.engine(engine)
         plan = build_plan(
             self,
             registry=registry,
@@ -244,7 +245,6 @@ class Pipeline:
             on_event=on_event,
             cancel=cancel,
         )
-        engine_cls = registry.engine(engine)
         result: RunResult = engine_cls().run(plan)
         return result
 
