@@ -189,3 +189,27 @@ def test_task_deepcopies_for_replicas():
     t = task(lambda m: "ok")
     clone = copy.deepcopy(t)
     assert clone.template == t.template and clone.llm is not t.llm
+
+
+def test_few_shot_turns_go_between_system_and_user():
+    seen = []
+
+    def script(messages):
+        seen.append(list(messages))
+        return "SELECT 1"
+
+    task = TextGeneration(
+        llm=ScriptedLLM(script=script),
+        system_prompt="sys",
+        few_shot=[{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"}],
+        template="Q: {q}",
+    )
+    kept, rejected = run_step(task, [{"q": "why", "_row_id": "g:0"}])
+    assert not rejected and kept[0]["generation"] == "SELECT 1"
+    assert [m["role"] for m in seen[0]] == ["system", "user", "assistant", "user"]
+    assert seen[0][1]["content"] == "q1" and seen[0][3]["content"] == "Q: why"
+
+
+def test_few_shot_with_a_bad_role_is_rejected_at_construction():
+    with pytest.raises(ValueError, match="few_shot\\[0\\]"):
+        TextGeneration(llm=ScriptedLLM(), template="{q}", few_shot=[{"role": "system", "content": "x"}])

@@ -179,3 +179,13 @@ def test_exec_eval_contract() -> None:
     summary = SqliteExecEval.summarize_metrics({"evaluated": 4, "passed": 3, "errors": 1})
     assert summary["exec_pass_rate"] == 0.75 and summary["error_rate"] == 0.25
     assert SqliteExecEval.summarize_metrics({})["exec_pass_rate"] is None
+
+
+def test_sqlite_schema_compact_style_lists_tables_and_columns(db_dir: Path) -> None:
+    step = SqliteSchema(db_dir=str(db_dir), style="compact")
+    kept, rejected = run_step(step, [{"db_id": "concert_singer", ROW_ID: "g:0"}])
+    assert not rejected
+    lines = kept[0]["schema"].splitlines()
+    assert "singer(Singer_ID, Name, Country, Song_Name, Song_release_year, Age, Is_male)" in lines
+    assert all("CREATE" not in line for line in lines)
+    assert len(lines) == 4  # stadium, singer, concert, singer_in_concert

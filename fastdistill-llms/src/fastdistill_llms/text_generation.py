@@ -70,6 +70,8 @@ class TextGeneration(Task):
     :param llm: any :class:`fastdistill.LLM` (e.g. ``openai_compat`` or ``embedded``).
     :param template: Python format string over row columns, e.g. ``"Question: {question}"``.
     :param system_prompt: optional system message sent before the user message.
+    :param few_shot: example turns sent between the system and the user message, each
+        ``{"role": "user" | "assistant", "content": "..."}``.
     :param output_column: column receiving the text (``None`` on rejected rows).
     :param meta_column: column receiving :meth:`fastdistill.Generation.meta` (on every row).
     :param reject_truncated: reject answers cut off by the token limit (``finish_reason=length``)
@@ -84,9 +86,22 @@ class TextGeneration(Task):
     llm: LLM
     template: str = Field(min_length=1)
     system_prompt: str | None = None
+    few_shot: list[dict[str, str]] = Field(default_factory=list)
     output_column: str = "generation"
     meta_column: str = "generation_meta"
     reject_truncated: bool = True
+
+    @field_validator("few_shot")
+    @classmethod
+    def _check_few_shot(cls, value: list[dict[str, str]]) -> list[dict[str, str]]:
+        for i, turn in enumerate(value):
+            if turn.get("role") not in ("user", "assistant") or not isinstance(
+                turn.get("content"), str
+            ):
+                raise ValueError(
+                    f"few_shot[{i}] must be {{role: user|assistant, content: text}}, got {turn!r}"
+                )
+        return value
 
     @field_validator("template")
     @classmethod
@@ -122,6 +137,7 @@ class TextGeneration(Task):
         messages: list[Message] = []
         if self.system_prompt:
             messages.append({"role": "system", "content": self.system_prompt})
+        messages.extend({"role": m["role"], "content": m["content"]} for m in self.few_shot)
         messages.append({"role": "user", "content": prompt})
         return messages
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastdistill.context import StepContext
 from fastdistill.rows import Reason, Row
@@ -16,10 +16,25 @@ from fastdistill_steps._util import require_runtime
 from fastdistill_steps.sql.db import connect_read_only, db_file
 
 
-def read_schema(path: Path) -> str:
-    """The ``CREATE TABLE`` statements of a database, in creation order, one per paragraph."""
+def read_schema(path: Path, style: str = "ddl") -> str:
+    """The schema of a database, tables in creation order.
+
+    ``ddl``: the ``CREATE TABLE`` statements, one per paragraph.  ``compact``: one line per
+    table, ``table(col1, col2, ...)`` (small models copy DDL instead of answering).
+    """
     conn = connect_read_only(path, immutable=True)
     try:
+        if style == "compact":
+            tables = conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
+            ).fetchall()
+            lines = []
+            for (table,) in tables:
+                quoted = str(table).replace('"', '""')
+                cols = [c[1] for c in conn.execute(f'PRAGMA table_info("{quoted}")')]
+                lines.append(f"{table}({', '.join(cols)})")
+            return "\n".join(lines)
         rows = conn.execute(
             "SELECT sql FROM sqlite_master WHERE type = 'table' AND sql IS NOT NULL "
             "AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
@@ -42,6 +57,9 @@ class SqliteSchema(Step):
     ] = None
     db_column: str = Field(default="db_id", description="Column with the database id.")
     output_column: str = Field(default="schema", description="Column receiving the schema.")
+    style: Literal["ddl", "compact"] = Field(
+        default="ddl", description="'ddl': CREATE TABLE statements; 'compact': table(col, ...)."
+    )
 
     _root: str | None = PrivateAttr(default=None)
     _cache: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -70,7 +88,7 @@ class SqliteSchema(Step):
             schema = self._cache.get(db_id) if isinstance(db_id, str) else None
             if schema is None:
                 try:
-                    schema = read_schema(db_file(self._root, db_id))
+                    schema = read_schema(db_file(self._root, db_id), self.style)
                 except (ValueError, OSError, sqlite3.Error) as exc:
                     ctx.reject(row, Reason.INVALID_INPUT, str(exc))
                     continue
