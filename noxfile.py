@@ -59,6 +59,8 @@ def tests(session: nox.Session, pkg: str) -> None:
         _pytest(session, "tests/integration", "tests/e2e")
         return
     _install_packages(session, *dict.fromkeys(("core", pkg)))
+    if pkg == "steps":
+        session.install("pyarrow>=14")  # the Parquet loader is tested against real files
     if pkg == "llms":
         _install_teacher(session)
     _pytest(session, f"tests/{pkg}")

@@ -94,3 +94,15 @@ def test_cli_run_and_plugins(tmp_path: Path) -> None:
     for dist in ("fastdistill-core", "fastdistill-steps", "fastdistill-llms", "fastdistill-cuda"):
         assert dist in listed, listed.keys()
         assert listed[dist]["version"] and listed[dist]["components"] and not listed[dist]["error"]
+
+
+def test_instructions_example_runs_from_yaml(tmp_path: Path) -> None:
+    pipeline = Pipeline.load(REPO / "examples" / "instructions" / "pipeline.yaml")
+    result = pipeline.run(tmp_path / "instr", limit=2)
+    rows = result.read_dataset() + result.read_rejected()
+    assert len(rows) == 2
+    for row in result.read_dataset():
+        assert row["generation"].strip() and row["generation_meta"]["completion_tokens"] > 0
+    train = (tmp_path / "instr" / "chat" / "train.jsonl").read_text().splitlines()
+    valid = (tmp_path / "instr" / "chat" / "valid.jsonl").read_text().splitlines()
+    assert len(train) + len(valid) == result.kept
