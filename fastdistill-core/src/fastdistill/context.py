@@ -7,11 +7,17 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastdistill.placement import DeviceAssignment
 from fastdistill.rows import ROW_ID, Reason, Rejection, Row, reason_code
 from fastdistill.storage import StorageBackend
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from fastdistill.cache.llm_cache import LLMResponseCache
+    from fastdistill.models import LLM, Generation, Message
 
 
 class StepMetrics:
@@ -64,6 +70,8 @@ class StepContext:
     :ivar device: the device assignment of this replica (CPU by default).
     :ivar base_dir: directory that relative paths in the pipeline document are relative to.
     :ivar limit: maximum number of rows a generator should produce (``None``: all).
+    :ivar llm_cache: the run's LLM response cache (``None``: every request goes to the model);
+        steps call models through :meth:`agenerate` so that it is used.
     """
 
     run_id: str
@@ -76,6 +84,7 @@ class StepContext:
     limit: int | None = None
     replica: int = 0
     cancel_event: threading.Event = field(default_factory=threading.Event)
+    llm_cache: LLMResponseCache | None = None
     logger: logging.Logger = field(init=False)
 
     def __post_init__(self) -> None:
@@ -87,6 +96,18 @@ class StepContext:
     def cancelled(self) -> bool:
         """True once the run is being cancelled: stop early, keep what is done."""
         return self.cancel_event.is_set()
+
+    async def agenerate(self, llm: LLM, messages: Sequence[Message], **overrides: Any) -> Generation:
+        """Ask ``llm`` through the run's response cache (when there is one).
+
+        Counts ``llm_cache.hits`` / ``llm_cache.misses`` in :attr:`metrics` when the cache is on;
+        without a cache this is ``await llm.agenerate(messages, **overrides)``.
+        """
+        if self.llm_cache is None:
+            return await llm.agenerate(messages, **overrides)
+        gen = await self.llm_cache.get_or_generate(llm, messages, **overrides)
+        self.metrics.incr("llm_cache.hits" if gen.cached else "llm_cache.misses")
+        return gen
 
     def reject(self, row: Row, reason: Reason | str, detail: str = "") -> None:
         """Take ``row`` out of the stream and keep it in the rejected set with a reason."""

@@ -35,7 +35,8 @@ class Generation:
 
     ``text`` is ``None`` when the request failed or returned no content; ``error_kind`` then says
     why.  ``usage`` holds ``prompt_tokens`` and ``completion_tokens`` when the provider reports
-    them.
+    them.  ``cached`` is true for an answer served by the LLM response cache
+    (:class:`fastdistill.cache.LLMResponseCache`).
     """
 
     text: str | None
@@ -45,6 +46,9 @@ class Generation:
     latency_s: float = 0.0
     error_kind: str | None = None
     error: str | None = None
+    #: True when the answer came from the LLM response cache instead of the model (not part of
+    #: :meth:`meta`, so rows stay identical whether their answer was cached or not)
+    cached: bool = False
 
     @property
     def ok(self) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -106,6 +107,11 @@ class Step(_Component):
         """Transform one batch.  Return the kept rows; reject the others through ``ctx``."""
         raise NotImplementedError(f"{type(self).__name__}.process() is not implemented")
 
+    def restore_state(self, kept: list[Row], ctx: StepContext) -> None:
+        """On resume, called once after :meth:`load` with the rows this step kept in earlier
+        attempts (which are replayed, not processed again).  Stateful steps (dedup) rebuild
+        their state here.  Default: nothing."""
+
     @classmethod
     def summarize_metrics(cls, metrics: dict[str, Any]) -> dict[str, Any]:
         """Derived quality metrics (rates) from the raw counters the step recorded."""
@@ -130,6 +136,11 @@ class GeneratorStep(Step):
     def generate(self, ctx: StepContext) -> Iterator[list[Row]]:
         """Yield batches of rows.  Honour ``ctx.limit`` (max rows) when it is set."""
         raise NotImplementedError(f"{type(self).__name__}.generate() is not implemented")
+
+    def fingerprint(self, base_dir: Path) -> str | None:
+        """A content fingerprint of the input (e.g. a file hash), part of the step signature,
+        so changed input data is never served from a checkpoint.  Default: none."""
+        return None
 
     def total_rows(self, ctx: StepContext) -> int | None:
         """Number of rows :meth:`generate` will yield, when cheap to know (for progress)."""

@@ -30,6 +30,14 @@ class DedupExact(Step):
         """Forget rows seen in a previous run."""
         self._seen = {}
 
+    def restore_state(self, kept: list[Row], ctx: StepContext) -> None:
+        """On resume: the rows kept by earlier attempts are first occurrences; remember them."""
+        for row in kept:
+            if self.key in row:
+                marker = json.dumps(row[self.key], sort_keys=True, default=repr)
+                label = f"row {row[ROW_ID]}" if ROW_ID in row else f"{self.key}={row[self.key]!r}"
+                self._seen.setdefault(marker, label)
+
     def process(self, rows: list[Row], ctx: StepContext) -> Iterable[Row]:
         """Pass first occurrences, reject repeats."""
         out: list[Row] = []

@@ -54,6 +54,28 @@ class _FileLoader(GeneratorStep):
         _check_exists(self, ctx, url)
         return url
 
+    def fingerprint(self, base_dir: Path) -> str | None:
+        """sha256 of the input file's bytes (part of the step signature, so edited input data
+        is never served from a checkpoint); ``None`` when the file cannot be read."""
+        if not self.path:
+            return None
+        import hashlib
+
+        import fsspec
+
+        text = str(self.path)
+        p = Path(text).expanduser()
+        url = text if "://" in text or p.is_absolute() else str((base_dir / p).resolve())
+        try:
+            fs, fpath = fsspec.core.url_to_fs(url)
+            digest = hashlib.sha256()
+            with fs.open(fpath, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+        except (OSError, ValueError):
+            return None
+        return digest.hexdigest()
+
     def _peek_url(self) -> str | None:
         """The file to peek at for :meth:`output_columns`, or ``None`` when it cannot be known.
 

@@ -28,7 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--param", "-p", action="append", default=[], metavar="STEP.KEY=VALUE",
                      help="set a step parameter (repeatable), e.g. teacher.llm.base_url=http://...")
     run.add_argument("--output", "-o", help="output folder or fsspec URL "
-                     "(default: fastdistill-runs/<pipeline>/<run id>)")
+                     "(default: fastdistill-runs/<pipeline>)")
+    run.add_argument("--fresh", action="store_true",
+                     help="ignore checkpoints of earlier attempts in the output folder; start over")
+    run.add_argument("--no-checkpoint", action="store_true",
+                     help="write no checkpoints (the run cannot be resumed)")
     run.add_argument("--limit", "-n", type=int, help="at most N rows from each loader")
     run.add_argument("--engine", default="local", help="execution engine (default: local)")
     run.add_argument("--transport", default="memory", help="batch transport (default: memory)")
@@ -45,6 +49,16 @@ def _parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="summarise a finished run's output folder")
     report.add_argument("output")
+
+    runs = sub.add_parser("runs", help="list runs, or show one")
+    runs_sub = runs.add_subparsers(dest="runs_command")
+    runs_list = runs_sub.add_parser("list", help="runs under the runs folder")
+    runs_list.add_argument("--root", default="fastdistill-runs", help="default: fastdistill-runs")
+    runs_list.add_argument("--json", action="store_true")
+    runs_show = runs_sub.add_parser("show", help="status, steps done, rows and reports of a run")
+    runs_show.add_argument("run", help="a run's output folder, or a pipeline name under --root")
+    runs_show.add_argument("--root", default="fastdistill-runs")
+    runs_show.add_argument("--json", action="store_true")
     return parser
 
 
@@ -65,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _inspect(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "runs":
+            from fastdistill.cli.runs import runs_command
+
+            return runs_command(args)
         _parser().print_help()
         return 2
     except FastDistillError as exc:
@@ -115,12 +133,17 @@ def _run(args: argparse.Namespace, console: Any) -> int:
                 placement=args.placement,
                 registry=registry,
                 on_event=display,
+                resume=not args.fresh,
+                checkpoint=not args.no_checkpoint,
             )
     finally:
         root.removeHandler(handler)
     for table in summary_tables(result):
         console.print(table)
-    state = "cancelled — partial output" if result.cancelled else "output"
+    if result.reused:
+        console.print("a finished run with the same pipeline, parameters and input is in the "
+                      "output folder: nothing to compute (use --fresh to recompute)")
+    state = "cancelled — rerun to resume; partial output" if result.cancelled else "output"
     console.print(f"{state}: [bold]{result.output}[/]  (dataset.jsonl, rejected.jsonl, "
                   "manifests/, quality_report.json, timing_report.json)", highlight=False)
     if args.json:

@@ -2,35 +2,84 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import threading
 import time
 from typing import Any
 
 from fastdistill.context import StepContext
+from fastdistill.engine.checkpoint import (
+    STATE_DIR,
+    StepCheckpoint,
+    clear_checkpoints,
+    read_state,
+    write_state,
+)
 from fastdistill.engine.collect import RejectedSink, RowSink, StepStats
 from fastdistill.engine.plan import Event, ExecutionPlan
 from fastdistill.engine.workers import StepWorker
 from fastdistill.errors import StepError
 from fastdistill.pipeline.core import RunResult
 from fastdistill.reports.build import write_reports
+from fastdistill.storage import StorageBackend
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 class LocalEngine:
     """Runs every step in its own thread of this process; LLM tasks run an asyncio loop that
-    keeps ``max_in_flight`` requests going.  Memory is bounded by the transports' ``maxsize``."""
+    keeps ``max_in_flight`` requests going.  Memory is bounded by the transports' ``maxsize``.
+
+    With checkpoints on (the default), every processed batch is saved under the output's
+    ``.fastdistill/`` folder; a rerun into the same output replays what is recorded and only
+    computes the rest.  A finished identical run is returned without running any step.
+    """
 
     component_name = "local"
 
     def run(self, plan: ExecutionPlan) -> RunResult:
         """Run the plan to completion (or cancellation) and write outputs and reports."""
+        storage = plan.storage
+        if not plan.resume:
+            clear_checkpoints(storage)
+        state = read_state(storage)
+        if (
+            plan.resume
+            and state is not None
+            and state.get("status") == "completed"
+            and state.get("pipeline_signature") == plan.pipeline_signature
+        ):
+            finished = _finished_result(plan, state)
+            if finished is not None:
+                return finished
+        if storage.exists(".spool"):
+            storage.fs.rm(storage.path(".spool"), recursive=True)  # left by a killed attempt
+        write_state(storage, {
+            "pipeline": plan.pipeline.name,
+            "pipeline_signature": plan.pipeline_signature,
+            "step_signatures": plan.signatures,
+            "limit": plan.limit,
+            "run_id": plan.run_id,
+            "status": "running",
+            "started": _now(),
+            "attempts": int((state or {}).get("attempts", 0)) + 1,
+        })
+        return self._execute(plan)
+
+    def _execute(self, plan: ExecutionPlan) -> RunResult:
         pipeline = plan.pipeline
         storage = plan.storage
         t_start = time.perf_counter()
         leaves = pipeline.leaves()
-        sinks: dict[str, RowSink] = {}
-        for leaf in leaves:
-            rel = "dataset.jsonl" if len(leaves) == 1 else f"dataset.{leaf}.jsonl"
-            sinks[leaf] = RowSink(storage, rel, keep_private=False)
+        sinks: dict[str, RowSink] = {
+            leaf: RowSink(
+                storage, "dataset.jsonl" if len(leaves) == 1 else f"dataset.{leaf}.jsonl",
+                keep_private=False,
+            )
+            for leaf in leaves
+        }
         rejected = RejectedSink(storage)
         inboxes: dict[str, Any] = {
             name: plan.transport_factory(maxsize=plan.queue_size)
@@ -42,64 +91,27 @@ class LocalEngine:
         workers: list[StepWorker] = []
         totals: dict[str, int | None] = {}
         for name in plan.order:
-            step = pipeline.steps[name]
-            device = plan.placement.assign(
-                name, 0, needs_device=bool(getattr(step, "needs_device", False))
-            )
-            ctx = StepContext(
-                run_id=plan.run_id,
-                step_name=name,
-                storage=storage,
-                params=_runtime_params(step),
-                device=device,
-                base_dir=pipeline.base_dir,
-                limit=plan.limit,
-                cancel_event=plan.cancel,
-            )
+            ctx = _context(plan, name)
             contexts[name] = ctx
-            total = getattr(step, "total_rows", None)
-            if callable(total):
-                try:
-                    totals[name] = total(ctx)
-                except Exception:
-                    totals[name] = None
+            totals[name] = _total(pipeline.steps[name], ctx)
             sink = sinks.get(name)
+            checkpoint = StepCheckpoint(storage, plan.signatures[name], name) if plan.checkpoint else None
             workers.append(
                 StepWorker(
-                    plan,
-                    name,
-                    ctx,
-                    inboxes.get(name),
+                    plan, name, ctx, inboxes.get(name),
                     [inboxes[d] for d in pipeline.downstream(name)],
-                    rejected,
-                    stats[name],
-                    sink.add if sink is not None else None,
+                    rejected, stats[name], sink.add if sink is not None else None, checkpoint,
                 )
             )
         plan.emit(Event("run_started", data={"steps": list(plan.order), "totals": totals,
                                              "run_id": plan.run_id, "output": storage.url}))
-        threads = [
-            threading.Thread(target=w.run, name=f"fastdistill-{w.name}", daemon=True)
-            for w in workers
-        ]
-        for t in threads:
-            t.start()
-        interrupted = False
-        try:
-            for t in threads:
-                while t.is_alive():
-                    t.join(timeout=0.2)
-        except KeyboardInterrupt:
-            interrupted = True
-            plan.cancel.set()
-            for t in threads:
-                t.join(timeout=30)
+        interrupted = _run_threads(plan, workers)
         for name in plan.order:
             plan.placement.release(name, 0)
         for box in inboxes.values():
             box.cleanup()
         failures = [w for w in workers if w.error is not None]
-        cancelled = plan.cancel.is_set()
+        cancelled = plan.cancel.is_set() or interrupted
         wall = time.perf_counter() - t_start
         paths = {leaf: _url(storage, sink.finalize()) for leaf, sink in sinks.items()}
         rejected_path = _url(storage, rejected.finalize())
@@ -110,6 +122,11 @@ class LocalEngine:
             plan, stats, contexts, rejected, kept=kept, wall_s=wall, cancelled=cancelled,
             failed=[w.name for w in failures],
         )
+        status = "failed" if failures else ("cancelled" if cancelled else "completed")
+        state = read_state(storage) or {}
+        write_state(storage, {**state, "status": status, "finished": _now(),
+                              "kept": kept, "rejected": rejected.count,
+                              "dataset_path": paths[leaves[0]], "rejected_path": rejected_path})
         plan.emit(Event("run_finished", data={"kept": kept, "rejected": rejected.count,
                                               "wall_s": wall, "cancelled": cancelled}))
         if failures:
@@ -117,9 +134,9 @@ class LocalEngine:
             assert first.error is not None
             raise StepError(
                 f"step {first.name!r} failed: {type(first.error).__name__}: {first.error}. "
-                f"Rows finished before the failure are kept in {storage.url}"
+                f"Rows finished before the failure are kept in {storage.url}; rerun to resume"
             ) from first.error
-        result = RunResult(
+        return RunResult(
             run_id=plan.run_id,
             output=storage.url,
             dataset_path=paths[leaves[0]],
@@ -130,9 +147,81 @@ class LocalEngine:
             timing=timing,
             cancelled=cancelled,
         )
-        if interrupted:
-            result.cancelled = True
-        return result
+
+
+def _context(plan: ExecutionPlan, name: str) -> StepContext:
+    step = plan.pipeline.steps[name]
+    device = plan.placement.assign(name, 0, needs_device=bool(getattr(step, "needs_device", False)))
+    ctx = StepContext(
+        run_id=plan.run_id,
+        step_name=name,
+        storage=plan.storage,
+        params=_runtime_params(step),
+        device=device,
+        base_dir=plan.pipeline.base_dir,
+        limit=plan.limit,
+        cancel_event=plan.cancel,
+    )
+    if plan.llm_cache is not None and hasattr(ctx, "llm_cache"):
+        ctx.llm_cache = plan.llm_cache
+    return ctx
+
+
+def _total(step: Any, ctx: StepContext) -> int | None:
+    total = getattr(step, "total_rows", None)
+    if not callable(total):
+        return None
+    try:
+        value = total(ctx)
+    except Exception:
+        return None
+    return value if isinstance(value, int) else None
+
+
+def _run_threads(plan: ExecutionPlan, workers: list[StepWorker]) -> bool:
+    """Run the workers; on Ctrl+C cancel cleanly and return True."""
+    threads = [
+        threading.Thread(target=w.run, name=f"fastdistill-{w.name}", daemon=True) for w in workers
+    ]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(timeout=0.2)
+    except KeyboardInterrupt:
+        plan.cancel.set()
+        for t in threads:
+            t.join(timeout=30)
+        return True
+    return False
+
+
+def _finished_result(plan: ExecutionPlan, state: dict[str, Any]) -> RunResult | None:
+    """The stored result of a finished identical run, or ``None`` if its files are gone."""
+    storage = plan.storage
+    try:
+        quality = storage.read_json("quality_report.json")
+        timing = storage.read_json("timing_report.json")
+    except (OSError, ValueError):
+        return None
+    dataset, rejected = state.get("dataset_path"), state.get("rejected_path")
+    if not dataset or not rejected or not storage.fs.exists(str(dataset)):
+        return None
+    plan.emit(Event("run_started", data={"steps": [], "totals": {}, "run_id": state.get("run_id"),
+                                         "output": storage.url, "reused": True}))
+    plan.emit(Event("run_finished", data={"kept": quality.get("kept"), "reused": True}))
+    return RunResult(
+        run_id=str(state.get("run_id")),
+        output=storage.url,
+        dataset_path=str(dataset),
+        rejected_path=str(rejected),
+        kept=int(quality.get("kept", 0)),
+        rejected=int(quality.get("rejected", 0)),
+        quality=quality,
+        timing=timing,
+        reused=True,
+    )
 
 
 def _runtime_params(step: Any) -> dict[str, Any]:
@@ -140,6 +229,9 @@ def _runtime_params(step: Any) -> dict[str, Any]:
     return {name: getattr(step, name) for name in info}
 
 
-def _url(storage: Any, path: str) -> str:
+def _url(storage: StorageBackend, path: str) -> str:
     """A path fsspec can open again: local paths stay plain, others keep their protocol."""
     return path if storage.local_path() is not None else str(storage.fs.unstrip_protocol(path))
+
+
+__all__ = ["STATE_DIR", "LocalEngine"]

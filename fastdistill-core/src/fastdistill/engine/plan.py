@@ -49,6 +49,18 @@ class ExecutionPlan:
     on_event: Callable[[Event], None] | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     queue_size: int = 8
+    #: reuse checkpoints of earlier attempts in the same output folder
+    resume: bool = True
+    #: write step checkpoints (needed to resume a killed run)
+    checkpoint: bool = True
+    #: LLM response cache handed to every step context (``None``: off)
+    llm_cache: Any = None
+
+    @property
+    def pipeline_signature(self) -> str:
+        """Hash of every step signature and the row limit: equal means same work."""
+        payload = {"steps": self.signatures, "limit": self.limit}
+        return hashlib.sha256(_canonical(payload).encode()).hexdigest()[:16]
 
     def emit(self, event: Event) -> None:
         """Send an event to the listener, if any (a failing listener never stops the run)."""
@@ -101,6 +113,9 @@ def step_signatures(pipeline: Pipeline) -> dict[str, str]:
             "step": identity(step),
             "upstream": [sigs[u] for u in pipeline.upstream(name)],
         }
+        fingerprint = getattr(step, "fingerprint", None)
+        if callable(fingerprint):
+            payload["input"] = fingerprint(pipeline.base_dir)
         sigs[name] = hashlib.sha256(_canonical(payload).encode()).hexdigest()[:16]
     return sigs
 
@@ -122,6 +137,9 @@ def build_plan(
     placement_options: Mapping[str, Any] | None,
     on_event: Callable[[Event], None] | None,
     cancel: threading.Event | None,
+    resume: bool = True,
+    checkpoint: bool = True,
+    llm_cache: Any = None,
 ) -> ExecutionPlan:
     """Resolve components by name and lay out the run's output location."""
     # resolve every name first: a typo must not leave an empty output folder behind
@@ -129,7 +147,7 @@ def build_plan(
     placement_cls = registry.placement(placement)
     strategy = placement_cls(**dict(placement_options or {}))
     run_id = new_run_id()
-    root = output if output is not None else Path("fastdistill-runs") / pipeline.name / run_id
+    root = output if output is not None else Path("fastdistill-runs") / pipeline.name
     storage = StorageBackend(str(root))
     return ExecutionPlan(
         pipeline=pipeline,
@@ -143,4 +161,7 @@ def build_plan(
         limit=limit,
         on_event=on_event,
         cancel=cancel or threading.Event(),
+        resume=resume,
+        checkpoint=checkpoint,
+        llm_cache=llm_cache,
     )

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastdistill.context import StepContext
+from fastdistill.engine.checkpoint import Replay, StepCheckpoint
 from fastdistill.engine.collect import RejectedSink, StepStats
 from fastdistill.engine.plan import Event, ExecutionPlan
 from fastdistill.rows import ROW_ID, Reason, Rejection, Row
@@ -75,6 +76,7 @@ class StepWorker:
         rejected: RejectedSink,
         stats: StepStats,
         on_leaf: Callable[[list[Row]], None] | None,
+        checkpoint: StepCheckpoint | None = None,
     ) -> None:
         self.plan = plan
         self.name = name
@@ -87,6 +89,9 @@ class StepWorker:
         self.on_leaf = on_leaf
         self.upstream = plan.pipeline.upstream(name)
         self.error: BaseException | None = None
+        self.checkpoint = checkpoint
+        self.replay = Replay()
+        self.completed = False
 
     # ------------------------------------------------------------ plumbing
     def _send(self, rows: list[Row], removed: list[str]) -> None:
@@ -123,8 +128,16 @@ class StepWorker:
             self.stats.queue_wait_s += time.perf_counter() - t0
             return env
 
-    def _account(self, batch: list[Row], kept: list[Row], t0: float) -> tuple[list[Row], list[str]]:
-        """Record rejections; reject rows that vanished without a reason; update stats."""
+    def _account(
+        self,
+        batch: list[Row],
+        kept: list[Row],
+        t0: float,
+        replayed: set[str] | None = None,
+        record: bool = True,
+    ) -> tuple[list[Row], list[str]]:
+        """Record rejections; reject rows that vanished without a reason; checkpoint the
+        batch's new outcomes; update stats."""
         rejections = self.ctx.drain_rejections()
         # a row returned without the engine's row id cannot be traced to its input row: it is
         # not kept, so its input row is rejected below (never both kept and rejected)
@@ -141,6 +154,12 @@ class StepWorker:
         rejections += [(r, Rejection(Reason.STEP_ERROR.value, self.name, detail)) for r in lost]
         # a returned row that was also rejected counts as rejected
         kept = [r for r in kept if r.get(ROW_ID) not in rej_ids]
+        if self.checkpoint is not None and record:
+            old = replayed or set()
+            self.checkpoint.record(
+                [r for r in kept if r.get(ROW_ID) not in old],
+                [(r, j) for r, j in rejections if r.get(ROW_ID) not in old],
+            )
         fresh = self.rejected.reject(rejections)
         dt = time.perf_counter() - t0
         with self.stats.lock:
@@ -153,14 +172,38 @@ class StepWorker:
         return kept, [r.get(ROW_ID) for r, _ in rejections]
 
     # ------------------------------------------------------------ processing
+    def _replayed(self, row: Row) -> list[Row] | None:
+        """The recorded outcome of ``row`` from an earlier attempt (rejections re-recorded)."""
+        rid = row.get(ROW_ID)
+        if rid is None or not self.replay.has(rid):
+            return None
+        if rid in self.replay.rejected:
+            old, rej = self.replay.rejected[rid]
+            self.ctx.reject(old, rej.reason, rej.detail)
+        return [dict(r) for r in self.replay.kept.get(rid, [])]
+
     def _process_batch(self, batch: list[Row]) -> tuple[list[Row], list[str]]:
         t0 = time.perf_counter()
-        try:
-            kept = list(self.step.process(batch, self.ctx))
-        except Exception:
-            self.ctx.drain_rejections()
-            kept = self._isolate(batch)
-        return self._account(batch, kept, t0)
+        kept: list[Row] = []
+        new: list[Row] = []
+        replayed: set[str] = set()
+        for row in batch:
+            outcome = self._replayed(row) if self.replay else None
+            if outcome is None:
+                new.append(row)
+            else:
+                replayed.add(row[ROW_ID])
+                kept.extend(outcome)
+        if new:
+            pending = self.ctx.drain_rejections()
+            try:
+                kept.extend(self.step.process(new, self.ctx))
+            except Exception:
+                self.ctx.drain_rejections()
+                kept.extend(self._isolate(new))
+            for row, rej in pending:
+                self.ctx.reject(row, rej.reason, rej.detail)
+        return self._account(batch, kept, t0, replayed)
 
     def _isolate(self, batch: list[Row]) -> list[Row]:
         """A batch raised: retry row by row so only the failing rows are rejected."""
@@ -177,7 +220,11 @@ class StepWorker:
     def run(self) -> None:
         """Thread body."""
         try:
+            if self.checkpoint is not None:
+                self.replay = self.checkpoint.load()
             self.step.load(self.ctx)
+            if self.replay.kept and not isinstance(self.step, GeneratorStep):
+                self.step.restore_state([r for rows in self.replay.kept.values() for r in rows], self.ctx)
             try:
                 if isinstance(self.step, GeneratorStep):
                     self._run_generator()
@@ -185,6 +232,10 @@ class StepWorker:
                     asyncio.run(self._run_task())
                 else:
                     self._run_normal()
+                if not self.plan.cancel.is_set():
+                    self.completed = True
+                    if self.checkpoint is not None:
+                        self.checkpoint.mark_done({"limit": self.plan.limit, "rows_in": self.stats.rows_in})
             finally:
                 self.step.unload()
         except BaseException as exc:  # reported by the engine, which cancels the run
@@ -196,11 +247,45 @@ class StepWorker:
             self._finish()
             self.plan.emit(Event("step_finished", self.name))
 
+    def _replay_generator(self, step: GeneratorStep) -> None:
+        """Send the rows an earlier, finished attempt generated, without reading the input."""
+        order = sorted(
+            set(self.replay.kept) | set(self.replay.rejected),
+            key=lambda rid: int(rid.rpartition(":")[2]),
+        )
+        for start in range(0, len(order), step.batch_size):
+            if self.plan.cancel.is_set():
+                return
+            t0 = time.perf_counter()
+            chunk = order[start : start + step.batch_size]
+            rows = [r for rid in chunk for r in self.replay.kept.get(rid, [])]
+            rejections = [self.replay.rejected[rid] for rid in chunk if rid in self.replay.rejected]
+            self._generated(rows, rejections, t0)
+
+    def _generated(self, batch: list[Row], rejections: list[tuple[Row, Rejection]], t0: float) -> None:
+        fresh = self.rejected.reject(rejections)
+        dt = time.perf_counter() - t0
+        with self.stats.lock:
+            self.stats.rows_in += len(batch) + len(rejections)
+            self.stats.batches += 1
+            self.stats.batch_latencies.append(dt)
+            self.stats.busy_s += dt
+            self.stats.rejected += len(fresh)
+        self.stats.observe_output(batch)
+        self.plan.emit(Event("progress", self.name, len(batch) + len(fresh), len(batch), len(fresh)))
+        self._send(batch, [])
+
     def _run_generator(self) -> None:
         step = self.step
         assert isinstance(step, GeneratorStep)
         index = 0
         self.stats.mark_start()
+        if self.replay.done is not None and self.replay.done.get("limit") == self.plan.limit:
+            self._replay_generator(step)
+            return
+        if self.checkpoint is not None and len(self.replay):
+            self.checkpoint.clear()  # an unfinished earlier attempt: generate again, cleanly
+            self.replay = Replay()
         iterator = iter(step.generate(self.ctx))
         while not self.plan.cancel.is_set():
             t0 = time.perf_counter()
@@ -216,17 +301,9 @@ class StepWorker:
             for row, _ in rejections:
                 row[ROW_ID] = f"{self.name}:{index}"
                 index += 1
-            fresh = self.rejected.reject(rejections)
-            dt = time.perf_counter() - t0
-            with self.stats.lock:
-                self.stats.rows_in += len(batch) + len(rejections)
-                self.stats.batches += 1
-                self.stats.batch_latencies.append(dt)
-                self.stats.busy_s += dt
-                self.stats.rejected += len(fresh)
-            self.stats.observe_output(batch)
-            self.plan.emit(Event("progress", self.name, len(batch) + len(fresh), len(batch), len(fresh)))
-            self._send(batch, [])
+            if self.checkpoint is not None:
+                self.checkpoint.record(batch, rejections)
+            self._generated(batch, rejections, t0)
 
     def _inputs(self) -> Any:
         """Yield (rows, removed) from upstream, merged by row id when there are several."""
@@ -262,6 +339,13 @@ class StepWorker:
                 self._send(*self._process_batch(batch))
         if self.plan.cancel.is_set():
             return
+        if whole and self.replay and not (
+            self.replay.done is not None and all(self.replay.has(r[ROW_ID]) for r in buffer)
+        ):
+            # a global step sees all rows at once: replay all of them or none
+            if self.checkpoint is not None:
+                self.checkpoint.clear()
+            self.replay = Replay()
         if buffer or (whole and self.stats.rows_in == 0):
             self._send(*self._process_batch(buffer))
 
@@ -272,9 +356,11 @@ class StepWorker:
         done: list[Row] = []
         started: list[Row] = []
         running: set[asyncio.Task[None]] = set()
+        replayed: set[str] = set()
         t_batch = [time.perf_counter()]
 
         async def one(row: Row) -> None:
+            out: Row | None = None
             try:
                 out = await step.aprocess_row(row, self.ctx)
                 if out is not None:
@@ -283,6 +369,12 @@ class StepWorker:
                 self.ctx.reject(row, Reason.STEP_ERROR, f"{type(exc).__name__}: {exc}")
             finally:
                 sem.release()
+            if self.checkpoint is not None:
+                # each finished request is saved at once: a killed run never pays for it twice
+                rid = row.get(ROW_ID)
+                rejections = [(r, j) for r, j in list(self.ctx._rejected) if r.get(ROW_ID) == rid]
+                kept_rows = [out] if out is not None and not rejections else []
+                await asyncio.to_thread(self.checkpoint.record, kept_rows, rejections[:1])
 
         async def flush(force: bool) -> None:
             finished_ids = {r.get(ROW_ID) for r in done}
@@ -297,7 +389,7 @@ class StepWorker:
             kept = list(done)
             done.clear()
             started[:] = [r for r in started if r.get(ROW_ID) not in finished_ids]
-            result = self._account(batch, kept, t_batch[0])
+            result = self._account(batch, kept, t_batch[0], replayed, record=False)
             t_batch[0] = time.perf_counter()
             await asyncio.to_thread(self._send, *result)
 
@@ -310,6 +402,13 @@ class StepWorker:
             if removed:
                 await asyncio.to_thread(self._send, [], removed)
             for row in rows:
+                outcome = self._replayed(row) if self.replay else None
+                if outcome is not None:
+                    replayed.add(row[ROW_ID])
+                    started.append(row)
+                    done.extend(outcome)
+                    await flush(False)
+                    continue
                 await sem.acquire()
                 if self.plan.cancel.is_set():
                     sem.release()

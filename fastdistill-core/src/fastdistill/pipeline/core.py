@@ -27,6 +27,8 @@ class RunResult:
     quality: dict[str, Any] = field(default_factory=dict)
     timing: dict[str, Any] = field(default_factory=dict)
     cancelled: bool = False
+    #: True when a finished identical run in the same output folder was returned as is
+    reused: bool = False
 
     def read_dataset(self) -> list[dict[str, Any]]:
         """The kept rows (reads ``dataset.jsonl``)."""
@@ -218,14 +220,22 @@ class Pipeline:
         registry: Registry | None = None,
         on_event: Callable[[Any], None] | None = None,
         cancel: Any = None,
+        resume: bool = True,
+        checkpoint: bool = True,
+        llm_cache: Any = None,
     ) -> RunResult:
         """Validate, then run on the chosen engine and write dataset, rejected set and reports.
 
-        :param output: output folder or fsspec URL (default ``fastdistill-runs/<name>/<run id>``).
+        :param output: output folder or fsspec URL (default ``fastdistill-runs/<name>``).
         :param params: runtime parameters (see :meth:`set_params`).
         :param limit: maximum rows each generator produces.
         :param on_event: callback receiving progress events (see ``fastdistill.engine.events``).
         :param cancel: a ``threading.Event``; setting it cancels the run, keeping finished work.
+        :param resume: reuse the checkpoints of earlier attempts in ``output`` (a killed run
+            continues where it stopped; a finished identical run returns at once).  ``False``
+            starts from scratch (``--fresh``).
+        :param checkpoint: write step checkpoints so that this run can be resumed.
+        :param llm_cache: an LLM response cache (see ``fastdistill.cache``) or ``None``.
         """
         from fastdistill.engine.plan import build_plan
 
@@ -244,6 +254,9 @@ class Pipeline:
             placement_options=placement_options,
             on_event=on_event,
             cancel=cancel,
+            resume=resume,
+            checkpoint=checkpoint,
+            llm_cache=llm_cache,
         )
         result: RunResult = engine_cls().run(plan)
         return result

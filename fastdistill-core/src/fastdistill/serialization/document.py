@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import re
 from collections.abc import Mapping
 from importlib import metadata
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from fastdistill.errors import DocumentError
+from fastdistill.serialization.hints import plugin_version_notes, provider_hint
 from fastdistill.serialization.migrations import CURRENT_SCHEMA_VERSION, migrate
 
 if TYPE_CHECKING:
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
 
 _SECRET_NAME = re.compile(r"(api_?key|token|secret|password)$", re.IGNORECASE)
 _STEP_KEYS = {"name", "component", "params", "after"}
+
+logger = logging.getLogger("fastdistill.serialization")
 
 
 def _registry(registry: Registry | None) -> Registry:
@@ -77,7 +81,11 @@ def load_pipeline(path: str | Path, registry: Registry | None = None) -> Pipelin
 
 
 def _build_component(
-    kind: str, spec: Mapping[str, Any], registry: Registry, where: str
+    kind: str,
+    spec: Mapping[str, Any],
+    registry: Registry,
+    where: str,
+    document_plugins: Mapping[str, Any] | None = None,
 ) -> BaseModel:
     name = spec.get("component")
     if not isinstance(name, str):
@@ -92,11 +100,14 @@ def _build_component(
     try:
         cls = registry.get(kind, name).obj
     except UnknownComponentError as exc:
-        raise DocumentError(f"{where}: {exc}") from None
+        hint = provider_hint(kind, name, registry, document_plugins)
+        raise DocumentError(f"{where}: {exc}" + (f" {hint}" if hint else "")) from None
     params = dict(spec.get("params") or {})
     for key, value in list(params.items()):
         if isinstance(value, Mapping) and "component" in value:
-            params[key] = _build_component("model", value, registry, f"{where}.{key}")
+            params[key] = _build_component(
+                "model", value, registry, f"{where}.{key}", document_plugins
+            )
     try:
         obj: BaseModel = cls(**params)
     except ValidationError as exc:
@@ -111,11 +122,20 @@ def _build_component(
 def pipeline_from_document(
     doc: Mapping[str, Any], registry: Registry | None = None, base_dir: str | Path | None = None
 ) -> Pipeline:
-    """Build a :class:`Pipeline` from a parsed document (migrating older schema versions)."""
+    """Build a :class:`Pipeline` from a parsed document (migrating older schema versions).
+
+    Differences between the document's ``plugins`` versions and the installed ones are not
+    errors: they are logged at ``INFO`` and kept in ``pipeline.document_notes``.
+    """
     from fastdistill.pipeline.core import Pipeline
 
     registry = _registry(registry)
     doc = migrate(dict(doc), registry)
+    raw_plugins = doc.get("plugins")
+    document_plugins = raw_plugins if isinstance(raw_plugins, Mapping) else {}
+    notes = plugin_version_notes(document_plugins, registry)
+    for note in notes:
+        logger.info("%s", note)
     steps = doc.get("steps")
     if not isinstance(steps, list) or not steps:
         raise DocumentError("'steps' must be a non-empty list")
@@ -137,7 +157,7 @@ def pipeline_from_document(
                 f"allowed: {sorted(_STEP_KEYS)}"
             )
         sname = str(spec.get("name") or f"step_{i}")
-        step = _build_component("step", spec, registry, f"step {sname!r}")
+        step = _build_component("step", spec, registry, f"step {sname!r}", document_plugins)
         step.name = sname  # type: ignore[attr-defined]
         after = spec.get("after", [previous] if previous else [])
         after = [after] if isinstance(after, str) else list(after or [])
@@ -153,6 +173,8 @@ def pipeline_from_document(
     for sname, ups in edges.items():
         for up in ups:
             pipeline.connect(up, sname)
+    # not run state: what loading noticed about the document (see plugin_version_notes)
+    pipeline.document_notes = [str(n) for n in notes]  # type: ignore[attr-defined]
     return pipeline
 
 

@@ -7,17 +7,26 @@ Schema history:
 * **2** (current) — ``component:``, ``params:`` and ``after:``; a ``plugins`` map records the
   versions of the distributions whose components the document uses.
 
-Core's migrations and each plugin's (``register_migrations``) run in ``from_version`` order.
+Migration order (well defined): for each ``from_version`` N, starting at the document's own
+version, core's migration N -> N+1 runs first (it changes the document's structure and sets
+``schema_version`` to N+1), then every plugin migration registered with ``from_version=N``, in
+order of plugin name, then migration name.  A plugin migration therefore receives the whole
+document (a private copy) in core's N+1 layout, with its own components' parameters still as they
+were written for N, and returns the upgraded document.  A migration that raises or returns
+something other than a mapping is a :class:`~fastdistill.errors.DocumentError` naming it and its
+plugin.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from fastdistill.errors import DocumentError
 
 if TYPE_CHECKING:
-    from fastdistill.registry import Registry
+    from fastdistill.registry import ComponentInfo, Registry
 
 CURRENT_SCHEMA_VERSION = 2
 
@@ -63,11 +72,34 @@ def migrate(doc: dict[str, Any], registry: Registry) -> dict[str, Any]:
         )
     migrations = registry.migrations()
     while version < CURRENT_SCHEMA_VERSION:
-        steps = [m for m in migrations if m.meta.get("from_version") == version]
-        if not any(m.plugin == "core" for m in steps) and version < CURRENT_SCHEMA_VERSION:
+        steps = migration_order(m for m in migrations if m.meta.get("from_version") == version)
+        if not any(m.plugin == "core" for m in steps):
             raise DocumentError(f"no migration from schema_version {version} is registered")
         for m in steps:
-            doc = m.obj(dict(doc))
+            doc = _apply(m, doc, version)
         version += 1
         doc["schema_version"] = version
     return doc
+
+
+def migration_order(migrations: Any) -> list[ComponentInfo]:
+    """Core's migrations first, then plugins' by plugin name, then by migration name."""
+    return sorted(migrations, key=lambda m: (m.plugin != "core", m.plugin, m.name))
+
+
+def _apply(migration: ComponentInfo, doc: dict[str, Any], version: int) -> dict[str, Any]:
+    owner = f"migration {migration.name!r} of plugin {migration.plugin!r}" + (
+        f" ({migration.distribution})" if migration.distribution else ""
+    )
+    try:
+        out = migration.obj(copy.deepcopy(doc))
+    except Exception as exc:
+        raise DocumentError(
+            f"{owner} failed while upgrading the document from schema_version {version}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(out, Mapping):
+        raise DocumentError(
+            f"{owner} returned {type(out).__name__}, not the upgraded document (a mapping)"
+        )
+    return dict(out)

@@ -1,0 +1,407 @@
+"""The LLM response cache: one teacher answer per distinct request, shared by every run.
+
+A request is identified by the sha256 of the canonical JSON of
+
+* the model's identity (:meth:`fastdistill.LLM.identity`, with any secret-looking key removed),
+* the request messages,
+* the generation parameters (the model's ``generation_kwargs`` merged with per-call overrides),
+* the structured-output schema / response format, when the model declares one.
+
+Only successful generations (:attr:`Generation.ok`) are stored, so a failed request is asked
+again next time.  Entries live in one SQLite database (WAL mode, one row per key: ``key``,
+``created``, ``model``, ``generation`` JSON) at ``$FASTDISTILL_CACHE_DIR/llm_responses.sqlite``
+(default ``~/.cache/fastdistill/``), shared across runs and pipelines.  Every write is a single
+autocommitted statement, so a run killed at any moment leaves either the whole entry or none.
+
+Concurrency: one connection per instance and process, guarded by a lock, so any number of threads
+may share an instance; other processes use their own connections and SQLite's locking (with a
+busy timeout).  Identical requests in flight at the same time on one event loop are coalesced:
+the model is asked once.
+
+Failure policy (decided): the cache is an optimisation, never a reason for a run to fail.  A
+corrupted or unopenable database disables the cache for this instance with one ``WARNING`` on
+the ``fastdistill.cache`` logger naming the file and what to do (``strict=True`` raises
+:class:`LLMCacheError` instead).  A database that stays locked longer than ``timeout_s`` turns
+that one lookup into a miss (or skips that one write) with a warning; the cache keeps working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastdistill.errors import FastDistillError
+from fastdistill.models import Generation
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from fastdistill.models import LLM, Message
+
+#: environment variable naming the cache folder
+CACHE_DIR_ENV = "FASTDISTILL_CACHE_DIR"
+#: file name of the response database inside the cache folder
+DB_FILENAME = "llm_responses.sqlite"
+#: version of the key material; bump it to invalidate every existing entry
+KEY_VERSION = 1
+#: model attributes that carry a structured-output schema or response format
+SCHEMA_ATTRS = ("structured_output", "response_format", "output_schema", "json_schema")
+
+#: mapping keys treated as secrets (``api_key``, ``auth_token``, ``Authorization`` ...), never
+#: ``max_tokens``
+_SECRET_KEY = re.compile(
+    r"(^|[_\-])(api_?key|token|secret|password|authori[sz]ation|credentials?|auth)$", re.I
+)
+_GEN_FIELDS = frozenset(f.name for f in dataclasses.fields(Generation)) - {"cached"}
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS responses ("
+    "key TEXT PRIMARY KEY, created REAL NOT NULL, model TEXT, generation TEXT NOT NULL)"
+)
+
+logger = logging.getLogger("fastdistill.cache")
+
+
+class LLMCacheError(FastDistillError):
+    """The response cache cannot be used (only raised with ``strict=True``)."""
+
+
+def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``$FASTDISTILL_CACHE_DIR``, else ``~/.cache/fastdistill``."""
+    env = os.environ if env is None else env
+    value = env.get(CACHE_DIR_ENV)
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "fastdistill"
+
+
+def default_cache_path(env: Mapping[str, str] | None = None) -> Path:
+    """The response database in :func:`default_cache_dir`."""
+    return default_cache_dir(env) / DB_FILENAME
+
+
+# ----------------------------------------------------------------------------- keys
+def _scrub(value: Any) -> Any:
+    """``value`` without mapping entries whose key looks like a secret (recursively)."""
+    if isinstance(value, Mapping):
+        return {str(k): _scrub(v) for k, v in value.items() if not _SECRET_KEY.search(str(k))}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def _jsonable(obj: Any) -> Any:
+    """JSON fallback for schema classes, pydantic objects and paths; anything else is refused."""
+    from pydantic import BaseModel, SecretStr
+
+    if isinstance(obj, SecretStr):
+        return "**secret**"
+    if isinstance(obj, type) and issubclass(obj, BaseModel):
+        return obj.model_json_schema()
+    if isinstance(obj, BaseModel):
+        return _scrub(obj.model_dump(mode="json"))
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj, key=repr)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not part of a cacheable request")
+
+
+def _schema_of(llm: LLM, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    found = {a: getattr(llm, a, None) for a in SCHEMA_ATTRS}
+    found.update({a: overrides[a] for a in SCHEMA_ATTRS if a in overrides})
+    # a schema class (e.g. a pydantic model) is kept; other callables are not request content
+    return {
+        k: v for k, v in found.items()
+        if v is not None and (isinstance(v, type) or not callable(v))
+    }
+
+
+def request_material(
+    llm: LLM, messages: Sequence[Message], overrides: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What identifies a request (no secrets): the input of :func:`request_key`."""
+    params = {**dict(getattr(llm, "generation_kwargs", None) or {}), **dict(overrides)}
+    return {
+        "v": KEY_VERSION,
+        "model": _scrub(llm.identity()),
+        "messages": [dict(m) for m in messages],
+        "params": _scrub(params),
+        "schema": _schema_of(llm, overrides),
+    }
+
+
+def request_key(llm: LLM, messages: Sequence[Message], overrides: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of :func:`request_material`.
+
+    Raises ``TypeError`` when the request holds a value with no canonical JSON form (such a
+    request is never cached).
+    """
+    canonical = json.dumps(
+        request_material(llm, messages, overrides),
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_jsonable,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+# ----------------------------------------------------------------------------- cache
+def _is_transient(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+class LLMResponseCache:
+    """A persistent, process- and thread-safe cache of successful LLM generations.
+
+    :param path: the SQLite file (default :func:`default_cache_path`); its folder is created.
+    :param timeout_s: how long to wait for a lock held by another connection.
+    :param strict: raise :class:`LLMCacheError` instead of disabling an unusable cache.
+
+    A hit returns a new :class:`Generation` with ``cached=True`` and ``latency_s`` set to the
+    lookup time (the stored entry keeps the original latency).
+    """
+
+    def __init__(
+        self, path: str | Path | None = None, *, timeout_s: float = 10.0, strict: bool = False
+    ) -> None:
+        self.path = Path(path).expanduser() if path is not None else default_cache_path()
+        self.timeout_s = float(timeout_s)
+        self.strict = strict
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid: int | None = None
+        self._disabled: str | None = None
+        self._warned_transient = False
+        self._counts = {"hits": 0, "misses": 0, "stores": 0, "bypassed": 0, "errors": 0}
+        self._inflight: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[Any]] = {}
+
+    # ------------------------------------------------------------------ pickling / repr
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "timeout_s": self.timeout_s, "strict": self.strict}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"], timeout_s=state["timeout_s"], strict=state["strict"])  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        state = f"disabled: {self._disabled}" if self._disabled else "enabled"
+        return f"LLMResponseCache({str(self.path)!r}, {state})"
+
+    # ------------------------------------------------------------------ connection
+    def _connection(self) -> sqlite3.Connection | None:
+        """The open connection of this process (opened on first use); ``None`` if disabled.
+
+        Call with ``self._lock`` held.
+        """
+        if self._disabled:
+            return None
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        self._conn = None  # a connection inherited through fork is never used
+        import sqlite3
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                str(self.path), timeout=self.timeout_s, isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(_SCHEMA)
+                cols = [r[1] for r in conn.execute("PRAGMA table_info(responses)")]
+                if cols[:4] != ["key", "created", "model", "generation"]:
+                    raise sqlite3.DatabaseError(f"unexpected table layout {cols}")
+            except BaseException:
+                conn.close()
+                raise
+        except (sqlite3.Error, OSError) as exc:
+            if isinstance(exc, sqlite3.OperationalError) and _is_transient(exc):
+                raise  # locked right now: the caller treats this one operation as a miss
+            self._disable(exc)
+            return None
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def _disable(self, exc: BaseException) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        message = (
+            f"the LLM response cache {str(self.path)!r} is unusable ({reason}); continuing "
+            f"WITHOUT the cache, so every request goes to the model. Delete or move the file, or "
+            f"point {CACHE_DIR_ENV} at another folder, to cache again"
+        )
+        if self.strict:
+            raise LLMCacheError(message) from exc
+        self._disabled = reason
+        self._counts["errors"] += 1
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection is best effort
+                pass
+            self._conn = None
+        logger.warning("%s", message)
+
+    def _transient(self, what: str, exc: BaseException) -> None:
+        self._counts["errors"] += 1
+        level = logging.DEBUG if self._warned_transient else logging.WARNING
+        self._warned_transient = True
+        logger.log(
+            level, "LLM response cache %r is locked (%s); %s. It stays enabled.",
+            str(self.path), exc, what,
+        )
+
+    def _run(self, what: str, sql: str, args: tuple[Any, ...]) -> list[Any] | None:
+        """Execute one statement under the lock; ``None`` when the cache could not answer."""
+        import sqlite3
+
+        with self._lock:
+            try:
+                conn = self._connection()
+                if conn is None:
+                    return None
+                return conn.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                if isinstance(exc, sqlite3.OperationalError) and _is_transient(exc):
+                    self._transient(what, exc)
+                else:
+                    self._disable(exc)
+                return None
+
+    # ------------------------------------------------------------------ primitives
+    @property
+    def enabled(self) -> bool:
+        """False once the cache was found unusable (see the module's failure policy)."""
+        return self._disabled is None
+
+    def get(self, key: str) -> Generation | None:
+        """The stored generation for ``key`` (marked ``cached=True``), or ``None``."""
+        rows = self._run("this lookup counts as a miss",
+                         "SELECT generation FROM responses WHERE key = ?", (key,))
+        if not rows:
+            return None
+        try:
+            data = json.loads(rows[0][0])
+            gen = Generation(**{k: v for k, v in data.items() if k in _GEN_FIELDS})
+        except (ValueError, TypeError) as exc:
+            logger.warning("LLM response cache %r: unreadable entry %s ignored (%s)",
+                           str(self.path), key[:12], exc)
+            return None
+        gen.cached = True
+        return gen
+
+    def put(self, key: str, gen: Generation) -> bool:
+        """Store a successful ``gen`` under ``key`` (atomically); failures are never stored."""
+        if not gen.ok:
+            return False
+        data = {k: v for k, v in dataclasses.asdict(gen).items() if k in _GEN_FIELDS}
+        stored = self._run(
+            "this answer was not stored",
+            "INSERT OR REPLACE INTO responses (key, created, model, generation) VALUES (?,?,?,?)",
+            (key, time.time(), gen.model or None, json.dumps(data, ensure_ascii=False)),
+        )
+        if stored is None:
+            return False
+        with self._lock:
+            self._counts["stores"] += 1
+        return True
+
+    def count(self) -> int:
+        """Number of stored entries (0 when the cache is disabled)."""
+        rows = self._run("count unavailable", "SELECT COUNT(*) FROM responses", ())
+        return int(rows[0][0]) if rows else 0
+
+    def _tally(self, name: str) -> None:
+        with self._lock:
+            self._counts[name] += 1
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of this instance: hits, misses, stores, bypassed, errors; path and state."""
+        with self._lock:
+            out: dict[str, Any] = dict(self._counts)
+        out["path"] = str(self.path)
+        out["enabled"] = self.enabled
+        out["disabled_reason"] = self._disabled
+        return out
+
+    def close(self) -> None:
+        """Close this process's connection (a later use reopens it)."""
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> LLMResponseCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ the main entry
+    async def get_or_generate(
+        self, llm: LLM, messages: Sequence[Message], **overrides: Any
+    ) -> Generation:
+        """The cached answer to this request, or ``llm.agenerate(messages, **overrides)``.
+
+        A successful new answer is stored before it is returned.  Identical requests in flight
+        on this event loop wait for the first one instead of asking the model again.
+        """
+        try:
+            key = request_key(llm, messages, overrides)
+        except (TypeError, ValueError) as exc:
+            logger.debug("request not cacheable (%s); asking the model", exc)
+            self._tally("bypassed")
+            return await llm.agenerate(messages, **overrides)
+        start = time.perf_counter()
+        hit = self.get(key)
+        if hit is not None:
+            hit.latency_s = time.perf_counter() - start
+            self._tally("hits")
+            return hit
+        loop = asyncio.get_running_loop()
+        slot = (loop, key)
+        with self._lock:
+            leader = self._inflight.get(slot)
+            if leader is None:
+                self._inflight[slot] = loop.create_future()
+        if leader is not None:
+            shared = await asyncio.shield(leader)
+            if isinstance(shared, Generation) and shared.ok:
+                self._tally("hits")
+                return dataclasses.replace(
+                    shared, usage=dict(shared.usage), cached=True,
+                    latency_s=time.perf_counter() - start,
+                )
+            # the first request failed: this one asks on its own (failures are not shared)
+            return await self._generate(llm, messages, overrides, key, None)
+        return await self._generate(llm, messages, overrides, key, slot)
+
+    async def _generate(
+        self,
+        llm: LLM,
+        messages: Sequence[Message],
+        overrides: Mapping[str, Any],
+        key: str,
+        slot: tuple[asyncio.AbstractEventLoop, str] | None,
+    ) -> Generation:
+        gen: Generation | None = None
+        try:
+            self._tally("misses")
+            gen = await llm.agenerate(messages, **overrides)
+            if isinstance(gen, Generation):
+                self.put(key, gen)
+            return gen
+        finally:
+            if slot is not None:
+                with self._lock:
+                    future = self._inflight.pop(slot, None)
+                if future is not None and not future.done():
+                    shared = dataclasses.replace(gen, usage=dict(gen.usage)) if gen else None
+                    future.set_result(shared)
