@@ -49,7 +49,7 @@ SCRIPT = textwrap.dedent(
         llm: ScriptedLLM
         async def aprocess_row(self, row, ctx):
             try:
-                gen = await self.llm.agenerate([{"role": "user", "content": row["text"]}])
+                gen = await ctx.agenerate(self.llm, [{"role": "user", "content": row["text"]}])
             except RuntimeError as exc:
                 ctx.reject({**row, "answer": None, "answer_meta": {"error": str(exc)}},
                            Reason.PROVIDER_ERROR, str(exc))

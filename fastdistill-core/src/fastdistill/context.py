@@ -97,7 +97,9 @@ class StepContext:
         """True once the run is being cancelled: stop early, keep what is done."""
         return self.cancel_event.is_set()
 
-    async def agenerate(self, llm: LLM, messages: Sequence[Message], **overrides: Any) -> Generation:
+    async def agenerate(
+        self, llm: LLM, messages: Sequence[Message], **overrides: Any
+    ) -> Generation:
         """Ask ``llm`` through the run's response cache (when there is one).
 
         Counts ``llm_cache.hits`` / ``llm_cache.misses`` in :attr:`metrics` when the cache is on;

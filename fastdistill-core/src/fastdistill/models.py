@@ -46,6 +46,8 @@ class Generation:
     latency_s: float = 0.0
     error_kind: str | None = None
     error: str | None = None
+    #: the validated object of a structured-output request (JSON-ready), ``None`` otherwise
+    parsed: Any = None
     #: True when the answer came from the LLM response cache instead of the model (not part of
     #: :meth:`meta`, so rows stay identical whether their answer was cached or not)
     cached: bool = False

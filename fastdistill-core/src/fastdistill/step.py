@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -88,6 +88,11 @@ class Step(_Component):
 
     name: str | None = Field(default=None, description="Name of the step in its pipeline.")
     input_batch_size: int = Field(default=50, ge=1, description="Rows per call of process().")
+    replicas: int = Field(default=1, ge=1, description="Copies of the step working in parallel.")
+    replica_mode: Literal["thread", "process"] = Field(
+        default="process",
+        description="'process' for CPU-bound steps (no GIL contention), 'thread' for I/O-bound.",
+    )
 
     def input_columns(self) -> list[str]:
         """Columns this instance needs; validated against what upstream steps produce."""
@@ -106,6 +111,11 @@ class Step(_Component):
     def process(self, rows: list[Row], ctx: StepContext) -> Iterable[Row]:
         """Transform one batch.  Return the kept rows; reject the others through ``ctx``."""
         raise NotImplementedError(f"{type(self).__name__}.process() is not implemented")
+
+    def partition_key(self, row: Row) -> str | None:
+        """With several replicas, rows with the same key go to the same replica (override in
+        stateful steps such as dedup).  Default ``None``: any replica."""
+        return None
 
     def restore_state(self, kept: list[Row], ctx: StepContext) -> None:
         """On resume, called once after :meth:`load` with the rows this step kept in earlier

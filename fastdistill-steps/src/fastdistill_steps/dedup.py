@@ -30,6 +30,12 @@ class DedupExact(Step):
         """Forget rows seen in a previous run."""
         self._seen = {}
 
+    def partition_key(self, row: Row) -> str | None:
+        """Rows with the same key go to the same replica, so each replica's memory is exact."""
+        if self.key not in row:
+            return None
+        return json.dumps(row[self.key], sort_keys=True, default=repr)
+
     def restore_state(self, kept: list[Row], ctx: StepContext) -> None:
         """On resume: the rows kept by earlier attempts are first occurrences; remember them."""
         for row in kept:

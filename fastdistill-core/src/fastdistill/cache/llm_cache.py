@@ -28,6 +28,7 @@ that one lookup into a miss (or skips that one write) with a warning; the cache 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -55,7 +56,10 @@ DB_FILENAME = "llm_responses.sqlite"
 #: version of the key material; bump it to invalidate every existing entry
 KEY_VERSION = 1
 #: model attributes that carry a structured-output schema or response format
-SCHEMA_ATTRS = ("structured_output", "response_format", "output_schema", "json_schema")
+SCHEMA_ATTRS = (
+    "structured_output", "structured_output_mode", "response_format", "output_schema",
+    "json_schema",
+)
 
 #: mapping keys treated as secrets (``api_key``, ``auth_token``, ``Authorization`` ...), never
 #: ``max_tokens``
@@ -242,10 +246,8 @@ class LLMResponseCache:
         self._disabled = reason
         self._counts["errors"] += 1
         if self._conn is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a broken connection: best effort
                 self._conn.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection is best effort
-                pass
             self._conn = None
         logger.warning("%s", message)
 
@@ -302,10 +304,16 @@ class LLMResponseCache:
         if not gen.ok:
             return False
         data = {k: v for k, v in dataclasses.asdict(gen).items() if k in _GEN_FIELDS}
+        try:
+            text = json.dumps(data, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            logger.debug("generation not stored: it has no JSON form (%s)", exc)
+            self._tally("bypassed")
+            return False
         stored = self._run(
             "this answer was not stored",
             "INSERT OR REPLACE INTO responses (key, created, model, generation) VALUES (?,?,?,?)",
-            (key, time.time(), gen.model or None, json.dumps(data, ensure_ascii=False)),
+            (key, time.time(), gen.model or None, text),
         )
         if stored is None:
             return False

@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
                      "(default: fastdistill-runs/<pipeline>)")
     run.add_argument("--fresh", action="store_true",
                      help="ignore checkpoints of earlier attempts in the output folder; start over")
+    run.add_argument("--no-llm-cache", action="store_true",
+                     help="bypass the LLM response cache (default: on, shared across runs)")
     run.add_argument("--no-checkpoint", action="store_true",
                      help="write no checkpoints (the run cannot be resumed)")
     run.add_argument("--limit", "-n", type=int, help="at most N rows from each loader")
@@ -135,11 +137,14 @@ def _run(args: argparse.Namespace, console: Any) -> int:
                 on_event=display,
                 resume=not args.fresh,
                 checkpoint=not args.no_checkpoint,
+                llm_cache=not args.no_llm_cache,
             )
     finally:
         root.removeHandler(handler)
     for table in summary_tables(result):
         console.print(table)
+    for warning in result.quality.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if result.reused:
         console.print("a finished run with the same pipeline, parameters and input is in the "
                       "output folder: nothing to compute (use --fresh to recompute)")

@@ -93,7 +93,8 @@ def step_signatures(pipeline: Pipeline) -> dict[str, str]:
             "class": f"{type(obj).__module__}.{type(obj).__qualname__}",
             "version": getattr(type(obj), "component_version", "1"),
         }
-        skip = {"name", "input_batch_size", "batch_size", "max_in_flight"}
+        skip = {"name", "input_batch_size", "batch_size", "max_in_flight", "replicas",
+                "replica_mode"}
         for fname in type(obj).model_fields:
             if fname in skip or fname.endswith(("api_key", "token", "secret", "password")):
                 continue

@@ -135,10 +135,11 @@ class StepWorker:
         t0: float,
         replayed: set[str] | None = None,
         record: bool = True,
+        ctx: StepContext | None = None,
     ) -> tuple[list[Row], list[str]]:
         """Record rejections; reject rows that vanished without a reason; checkpoint the
         batch's new outcomes; update stats."""
-        rejections = self.ctx.drain_rejections()
+        rejections = (ctx or self.ctx).drain_rejections()
         # a row returned without the engine's row id cannot be traced to its input row: it is
         # not kept, so its input row is rejected below (never both kept and rejected)
         untracked = sum(1 for r in kept if r.get(ROW_ID) is None)
@@ -172,49 +173,55 @@ class StepWorker:
         return kept, [r.get(ROW_ID) for r, _ in rejections]
 
     # ------------------------------------------------------------ processing
-    def _replayed(self, row: Row) -> list[Row] | None:
+    def _replayed(self, row: Row, ctx: StepContext | None = None) -> list[Row] | None:
         """The recorded outcome of ``row`` from an earlier attempt (rejections re-recorded)."""
         rid = row.get(ROW_ID)
         if rid is None or not self.replay.has(rid):
             return None
         if rid in self.replay.rejected:
             old, rej = self.replay.rejected[rid]
-            self.ctx.reject(old, rej.reason, rej.detail)
+            (ctx or self.ctx).reject(old, rej.reason, rej.detail)
         return [dict(r) for r in self.replay.kept.get(rid, [])]
 
-    def _process_batch(self, batch: list[Row]) -> tuple[list[Row], list[str]]:
+    def _process_batch(
+        self, batch: list[Row], runner: Any = None, ctx: StepContext | None = None
+    ) -> tuple[list[Row], list[str]]:
+        """Replay what earlier attempts did, process the rest with ``runner`` (the step, or a
+        replica), account for every row."""
+        runner = runner or self.step
+        ctx = ctx or self.ctx
         t0 = time.perf_counter()
         kept: list[Row] = []
         new: list[Row] = []
         replayed: set[str] = set()
         for row in batch:
-            outcome = self._replayed(row) if self.replay else None
+            outcome = self._replayed(row, ctx) if self.replay else None
             if outcome is None:
                 new.append(row)
             else:
                 replayed.add(row[ROW_ID])
                 kept.extend(outcome)
-        if new:
-            pending = self.ctx.drain_rejections()
+        if new or not batch:  # a global step is called even with no rows (to write its files)
+            pending = ctx.drain_rejections()
             try:
-                kept.extend(self.step.process(new, self.ctx))
+                kept.extend(runner.process(new, ctx))
             except Exception:
-                self.ctx.drain_rejections()
-                kept.extend(self._isolate(new))
+                ctx.drain_rejections()
+                kept.extend(self._isolate(new, runner, ctx))
             for row, rej in pending:
-                self.ctx.reject(row, rej.reason, rej.detail)
-        return self._account(batch, kept, t0, replayed)
+                ctx.reject(row, rej.reason, rej.detail)
+        return self._account(batch, kept, t0, replayed, ctx=ctx)
 
-    def _isolate(self, batch: list[Row]) -> list[Row]:
+    def _isolate(self, batch: list[Row], runner: Any, ctx: StepContext) -> list[Row]:
         """A batch raised: retry row by row so only the failing rows are rejected."""
         kept: list[Row] = []
         for row in batch:
             try:
-                kept.extend(self.step.process([row], self.ctx))
+                kept.extend(runner.process([row], ctx))
             except Exception as exc:
                 detail = f"{type(exc).__name__}: {exc}"
-                self.ctx.logger.warning("step %s failed on %s: %s", self.name, self.ctx.row_label(row), detail)
-                self.ctx.reject(row, Reason.STEP_ERROR, detail)
+                ctx.logger.warning("step %s failed on %s: %s", self.name, ctx.row_label(row), detail)
+                ctx.reject(row, Reason.STEP_ERROR, detail)
         return kept
 
     def run(self) -> None:
@@ -222,11 +229,22 @@ class StepWorker:
         try:
             if self.checkpoint is not None:
                 self.replay = self.checkpoint.load()
-            self.step.load(self.ctx)
-            if self.replay.kept and not isinstance(self.step, GeneratorStep):
-                self.step.restore_state([r for rows in self.replay.kept.values() for r in rows], self.ctx)
+            replicated = (
+                self.step.replicas > 1
+                and not isinstance(self.step, (GeneratorStep, GlobalStep, Task))
+            )
+            if not replicated:
+                self.step.load(self.ctx)
+                if self.replay.kept and not isinstance(self.step, GeneratorStep):
+                    self.step.restore_state(
+                        [r for rows in self.replay.kept.values() for r in rows], self.ctx
+                    )
             try:
-                if isinstance(self.step, GeneratorStep):
+                if replicated:
+                    from fastdistill.engine.replicas import run_replicated
+
+                    run_replicated(self)
+                elif isinstance(self.step, GeneratorStep):
                     self._run_generator()
                 elif isinstance(self.step, Task):
                     asyncio.run(self._run_task())
@@ -237,7 +255,8 @@ class StepWorker:
                     if self.checkpoint is not None:
                         self.checkpoint.mark_done({"limit": self.plan.limit, "rows_in": self.stats.rows_in})
             finally:
-                self.step.unload()
+                if not replicated:
+                    self.step.unload()
         except BaseException as exc:  # reported by the engine, which cancels the run
             self.error = exc
             self.ctx.logger.debug("step %s failed: %s", self.name, traceback.format_exc())

@@ -76,6 +76,8 @@ class Pipeline:
         self._upstream: dict[str, list[str]] = {}
         #: names of components the steps were built from (set when loaded from a document)
         self.component_names: dict[str, str] = {}
+        #: notes from loading the document (e.g. plugin versions that differ from the installed)
+        self.document_notes: list[str] = []
         if graph is not None:
             self.add_chain(as_chain(graph))
 
@@ -222,7 +224,7 @@ class Pipeline:
         cancel: Any = None,
         resume: bool = True,
         checkpoint: bool = True,
-        llm_cache: Any = None,
+        llm_cache: Any = True,
     ) -> RunResult:
         """Validate, then run on the chosen engine and write dataset, rejected set and reports.
 
@@ -235,11 +237,14 @@ class Pipeline:
             continues where it stopped; a finished identical run returns at once).  ``False``
             starts from scratch (``--fresh``).
         :param checkpoint: write step checkpoints so that this run can be resumed.
-        :param llm_cache: an LLM response cache (see ``fastdistill.cache``) or ``None``.
+        :param llm_cache: the LLM response cache: ``True`` (default) uses the shared cache in
+            ``$FASTDISTILL_CACHE_DIR`` (``~/.cache/fastdistill``), a path uses that SQLite file,
+            an :class:`~fastdistill.cache.LLMResponseCache` is used as is, ``False`` bypasses it.
         """
         from fastdistill.engine.plan import build_plan
 
         registry = registry or Registry()
+        cache, own_cache = _open_cache(llm_cache)
         if params:
             self.set_params(params)
         self.validate(registry)
@@ -256,9 +261,13 @@ class Pipeline:
             cancel=cancel,
             resume=resume,
             checkpoint=checkpoint,
-            llm_cache=llm_cache,
+            llm_cache=cache,
         )
-        result: RunResult = engine_cls().run(plan)
+        try:
+            result: RunResult = engine_cls().run(plan)
+        finally:
+            if own_cache and cache is not None:
+                cache.close()
         return result
 
     def generators(self) -> list[str]:
@@ -267,3 +276,16 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"Pipeline({self.name!r}, steps={list(self._steps)})"
+
+
+def _open_cache(spec: Any) -> tuple[Any, bool]:
+    """``(cache or None, whether this run opened it)`` from ``Pipeline.run``'s ``llm_cache``."""
+    if spec is None or spec is False:
+        return None, False
+    from fastdistill.cache import LLMResponseCache
+
+    if isinstance(spec, LLMResponseCache):
+        return spec, False
+    if spec is True:
+        return LLMResponseCache(), True
+    return LLMResponseCache(spec), True

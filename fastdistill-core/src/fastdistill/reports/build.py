@@ -92,12 +92,19 @@ def write_reports(
         if "requests" in counters or "completion_tokens" in obs:
             llm[name] = {"counters": counters, "completion_tokens": _stats(obs.get("completion_tokens", []))}
     reasons = dict(sorted(rejected.reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+    warnings: list[str] = []
+    rows_in = sum(stats[g].rows_in for g in plan.pipeline.generators())
+    if rows_in == 0:
+        warnings.append("the input produced no rows: check the loader's path and --limit")
+    elif kept == 0 and not cancelled:
+        top = ", ".join(f"{k} ({v})" for k, v in list(reasons.items())[:3])
+        warnings.append(f"no row was kept: all {rejected.count} were rejected ({top})")
     quality = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "run_id": plan.run_id,
         "pipeline": plan.pipeline.name,
         "status": "failed" if failed else ("cancelled" if cancelled else "completed"),
-        "rows_in": sum(stats[g].rows_in for g in plan.pipeline.generators()),
+        "rows_in": rows_in,
         "kept": kept,
         "rejected": rejected.count,
         "keep_rate": round(kept / total, 6) if total else None,
@@ -107,6 +114,7 @@ def write_reports(
         "empty_outputs": reasons.get("empty_output", 0),
         "gates": gates,
         "llm": llm,
+        "warnings": warnings,
     }
     steps_timing: dict[str, Any] = {}
     for name in plan.order:
@@ -142,6 +150,7 @@ def write_reports(
         "wall_s": round(wall_s, 6),
         "rows_per_s": round(total / wall_s, 3) if wall_s > 0 else None,
         "steps": steps_timing,
+        "llm_cache": _cache_stats(plan, contexts),
     }
     storage.write_json("quality_report.json", quality)
     storage.write_json("timing_report.json", timing)
@@ -152,3 +161,21 @@ def write_reports(
     except Exception as exc:  # a pipeline built in Python with unregistered steps
         storage.write_text("pipeline.yaml", f"# not serialisable: {exc}\n")
     return quality, timing
+
+
+def _cache_stats(plan: ExecutionPlan, contexts: dict[str, StepContext]) -> dict[str, Any]:
+    """LLM response cache hits and misses of this run, per step and in total."""
+    per_step = {}
+    for name, ctx in contexts.items():
+        c = ctx.metrics.counters()
+        if "llm_cache.hits" in c or "llm_cache.misses" in c:
+            per_step[name] = {"hits": int(c.get("llm_cache.hits", 0)),
+                              "misses": int(c.get("llm_cache.misses", 0))}
+    cache = plan.llm_cache
+    return {
+        "enabled": cache is not None,
+        "path": str(cache.stats().get("path")) if cache is not None else None,
+        "hits": sum(v["hits"] for v in per_step.values()),
+        "misses": sum(v["misses"] for v in per_step.values()),
+        "steps": per_step,
+    }

@@ -20,6 +20,7 @@ Loading never imports a ``module:attr`` string.  Secrets are never written.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import logging
@@ -65,7 +66,8 @@ def read_document(path: str | Path) -> dict[str, Any]:
     try:
         doc = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise DocumentError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {exc}") from None
+        kind = "JSON" if p.suffix == ".json" else "YAML"
+        raise DocumentError(f"{p}: not valid {kind}: {exc}") from None
     if not isinstance(doc, dict):
         raise DocumentError(f"{p}: a pipeline document must be a mapping at the top level")
     return doc
@@ -115,7 +117,9 @@ def _build_component(
             f"{'.'.join(str(p) for p in e['loc']) or '(params)'}: {e['msg']}" for e in exc.errors()
         )
         fields = ", ".join(n for n in cls.model_fields if n != "name")
-        raise DocumentError(f"{where} ({name}): invalid params: {details}. Parameters: {fields}") from None
+        raise DocumentError(
+            f"{where} ({name}): invalid params: {details}. Parameters: {fields}"
+        ) from None
     return obj
 
 
@@ -222,10 +226,8 @@ def _plugin_versions(registry: Registry, components: set[str]) -> dict[str, str]
     for comp in registry.components():
         if comp.name in components and comp.distribution:
             versions[comp.distribution] = comp.version or "unknown"
-    try:
+    with contextlib.suppress(metadata.PackageNotFoundError):
         versions.setdefault("fastdistill-core", metadata.version("fastdistill-core"))
-    except metadata.PackageNotFoundError:
-        pass
     return dict(sorted(versions.items()))
 
 

@@ -79,7 +79,8 @@ def provider_hint(
     known = FIRST_PARTY_COMPONENTS.get(name)
     if known is not None:
         dist = known[1]
-        parts.append(f"{name!r} is provided by the package {dist}: {_distribution_state(dist, registry)}.")
+        state = _distribution_state(dist, registry)
+        parts.append(f"{name!r} is provided by the package {dist}: {state}.")
     else:
         registered = {c.name for c in registry.components(kind)}
         candidates = [n for n, (k, _) in FIRST_PARTY_COMPONENTS.items()

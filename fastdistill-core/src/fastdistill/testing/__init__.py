@@ -66,12 +66,25 @@ class ScriptedLLM(LLM):
     script: Callable[[Sequence[Message]], Any] = Field(default=lambda messages: "ok")
     latency_s: float = 0.0
     name_: str = "scripted"
+    #: stands for the script in :meth:`identity` (cache keys); default: the script's name
+    cache_identity: str | None = None
     calls: int = 0
 
     @property
     def model_name(self) -> str:
         """The scripted model's name."""
         return self.name_
+
+    def identity(self) -> dict[str, Any]:
+        """Includes the script, so two scripted models never share cached answers (a lambda
+        or a nested function is unique to this process)."""
+        script = self.script
+        name = f"{getattr(script, '__module__', '?')}.{getattr(script, '__qualname__', '?')}"
+        if "<" in name:
+            name += f"@{id(script)}"
+        if self.cache_identity is not None:
+            name = self.cache_identity
+        return {**super().identity(), "script": name}
 
     async def agenerate(self, messages: Sequence[Message], **overrides: Any) -> Generation:
         """Answer from the script."""
