@@ -33,7 +33,8 @@ TEST_DEPS = ("pytest>=8", "hypothesis>=6")
 def _install_packages(session: nox.Session, *pkgs: str, editable: bool = True) -> None:
     args: list[str] = []
     for pkg in pkgs:
-        args += (["-e"] if editable else []) + [f"fastdistill-{pkg}"]
+        # "./" makes pip take the local folder (a bare name would be looked up on the index)
+        args += (["-e"] if editable else []) + [f"./fastdistill-{pkg}"]
     session.install(*args)
 
 
@@ -95,11 +96,30 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks against distilabel 1.5.3 measured in the same run (see benchmarks/README.md)."""
-    _install_packages(session, *PACKAGES, editable=False)
+    """Benchmarks against distilabel 1.5.3 measured in the same run (see benchmarks/README.md).
+
+    ``nox -s bench -- --only P1a,P2a --reps 5`` (``--quick``: smoke run; ``--skip-peer``).
+    The harness is stdlib only; distilabel runs in its own virtualenv (``$DISTIBENCH/venv``,
+    created by the harness on first use), never in this session's.
+    """
     if not os.path.isdir("benchmarks"):
         session.error("benchmarks/ is not there yet")
-    session.run("python", "benchmarks/run.py", *session.posargs)
+    # non-editable, as a user installs them (a bare "fastdistill-core" would be looked up on
+    # the index, so the local folders are given as paths)
+    session.install(*(f"./fastdistill-{pkg}" for pkg in PACKAGES))
+    session.run("python", "benchmarks/run.py", *session.posargs, env={"PYTHONUNBUFFERED": "1"})
+
+
+@nox.session(python=PYTHON, default=False)
+def invariants(session: nox.Session) -> None:
+    """The engine's exactly-once invariant tests, 20 times in a row (``-- N`` for another count)."""
+    session.install(*TEST_DEPS)
+    _install_packages(session, "core")
+    count = int(session.posargs[0]) if session.posargs else 20
+    for i in range(count):
+        session.log(f"invariants: round {i + 1} of {count}")
+        session.run("python", "-m", "pytest", "-q", "tests/core/test_core_engine_properties.py",
+                    "tests/core/test_core_engine.py", "tests/core/test_core_resume.py")
 
 
 @nox.session(python=PYTHON, default=False, tags=["gpu"])
