@@ -117,10 +117,16 @@ class Step(_Component):
         stateful steps such as dedup).  Default ``None``: any replica."""
         return None
 
+    def state_columns(self) -> list[str]:
+        """Columns :meth:`restore_state` needs; checkpoints always store them in full (other
+        unchanged columns are stored once, by the step that produced them)."""
+        return []
+
     def restore_state(self, kept: list[Row], ctx: StepContext) -> None:
         """On resume, called once after :meth:`load` with the rows this step kept in earlier
-        attempts (which are replayed, not processed again).  Stateful steps (dedup) rebuild
-        their state here.  Default: nothing."""
+        attempts (which are replayed, not processed again).  Each row holds the engine's row id,
+        the columns the step changed and the columns named by :meth:`state_columns`.  Stateful
+        steps (dedup) rebuild their state here.  Default: nothing."""
 
     @classmethod
     def summarize_metrics(cls, metrics: dict[str, Any]) -> dict[str, Any]:

@@ -36,6 +36,10 @@ class DedupExact(Step):
             return None
         return json.dumps(row[self.key], sort_keys=True, default=repr)
 
+    def state_columns(self) -> list[str]:
+        """The key column is needed to rebuild the seen set on resume."""
+        return [self.key]
+
     def restore_state(self, kept: list[Row], ctx: StepContext) -> None:
         """On resume: the rows kept by earlier attempts are first occurrences; remember them."""
         for row in kept:

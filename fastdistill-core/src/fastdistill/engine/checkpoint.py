@@ -26,12 +26,40 @@ from fastdistill.storage import StorageBackend
 STATE_DIR = ".fastdistill"
 
 
+Entry = tuple[dict[str, Any], list[str], bool]  # (columns, dropped columns, full row?)
+
+
+def _delta(row: Row, source: Row | None, keep: tuple[str, ...]) -> dict[str, Any]:
+    """A kept/rejected row as stored: only what differs from its input row (O(new data))."""
+    if source is None:
+        return {"row": row}
+    changed = {k: v for k, v in row.items() if k in keep or k not in source or source[k] != v}
+    changed[ROW_ID] = row.get(ROW_ID)
+    dropped = [k for k in source if k not in row]
+    return {"delta": changed, "drop": dropped} if dropped else {"delta": changed}
+
+
+def _entry(rec: dict[str, Any]) -> Entry:
+    if "row" in rec:
+        return rec["row"], [], True
+    return rec["delta"], list(rec.get("drop", [])), False
+
+
+def _rebuild(entry: Entry, source: Row) -> Row:
+    cols, dropped, full = entry
+    if full:
+        return dict(cols)
+    out = {k: v for k, v in source.items() if k not in dropped}
+    out.update(cols)
+    return out
+
+
 @dataclass
 class Replay:
     """What a step did in earlier attempts: the outcome of every row id it processed."""
 
-    kept: dict[str, list[Row]] = field(default_factory=dict)
-    rejected: dict[str, tuple[Row, Rejection]] = field(default_factory=dict)
+    kept: dict[str, list[Entry]] = field(default_factory=dict)
+    rejected: dict[str, tuple[Entry, Rejection]] = field(default_factory=dict)
     done: dict[str, Any] | None = None
 
     def has(self, rid: str) -> bool:
@@ -41,14 +69,31 @@ class Replay:
     def __len__(self) -> int:
         return len(self.kept) + len(self.rejected)
 
+    def outcome(self, rid: str, source: Row) -> tuple[list[Row], tuple[Row, Rejection] | None]:
+        """The rows kept for input ``source`` and its rejection, rebuilt from the records."""
+        kept = [_rebuild(e, source) for e in self.kept.get(rid, [])]
+        rej = self.rejected.get(rid)
+        return kept, (None if rej is None else (_rebuild(rej[0], source), rej[1]))
+
+    def generated(self, rid: str) -> tuple[list[Row], tuple[Row, Rejection] | None]:
+        """Rows of a generator (stored whole)."""
+        return self.outcome(rid, {})
+
+    def state_rows(self) -> list[Row]:
+        """Kept rows as stored (changed and state columns), for ``Step.restore_state``."""
+        return [dict(e[0]) for entries in self.kept.values() for e in entries]
+
 
 class StepCheckpoint:
     """Append-only batch log of one step under ``.fastdistill/steps/<signature>/``."""
 
-    def __init__(self, storage: StorageBackend, signature: str, step: str) -> None:
+    def __init__(
+        self, storage: StorageBackend, signature: str, step: str, state_columns: tuple[str, ...] = ()
+    ) -> None:
         self.storage = storage
         self.rel = f"{STATE_DIR}/steps/{signature}"
         self.step = step
+        self.state_columns = tuple(state_columns)
         self._lock = threading.Lock()
         self._seq = 0
 
@@ -62,32 +107,35 @@ class StepCheckpoint:
                 if not line.strip():
                     continue
                 rec = json.loads(line)
-                if "k" in rec:
-                    row = rec["k"]
-                    replay.kept.setdefault(str(rec.get("src", row.get(ROW_ID))), []).append(row)
-                elif "r" in rec:
-                    row = rec["r"]
-                    rej = Rejection(**rec["why"])
-                    replay.rejected[str(row.get(ROW_ID))] = (row, rej)
+                entry = _entry(rec)
+                rid = str(rec.get("src") or entry[0].get(ROW_ID))
+                if "why" in rec:
+                    replay.rejected[rid] = (entry, Rejection(**rec["why"]))
+                else:
+                    replay.kept.setdefault(rid, []).append(entry)
         if self.storage.exists(f"{self.rel}/done.json"):
             replay.done = self.storage.read_json(f"{self.rel}/done.json")
         self._seq = len(names)
         return replay
 
     def record(
-        self, kept: list[Row], rejected: list[tuple[Row, Rejection]], sources: list[str] | None = None
+        self,
+        kept: list[Row],
+        rejected: list[tuple[Row, Rejection]],
+        sources: dict[str, Row] | None = None,
     ) -> None:
-        """Save one processed batch atomically.  ``sources`` maps kept rows to input ids."""
+        """Save one processed batch atomically.  With ``sources`` (input rows by id), only the
+        columns a step changed are stored: a checkpoint costs O(new data)."""
         if not kept and not rejected:
             return
+        src = sources or {}
         lines = []
-        for i, row in enumerate(kept):
-            rec: dict[str, Any] = {"k": row}
-            if sources is not None and sources[i] != row.get(ROW_ID):
-                rec["src"] = sources[i]
+        for row in kept:
+            rec = _delta(row, src.get(row.get(ROW_ID)), self.state_columns)
             lines.append(json.dumps(rec, ensure_ascii=False, default=str))
         for row, rej in rejected:
-            lines.append(json.dumps({"r": row, "why": rej.to_dict()}, ensure_ascii=False, default=str))
+            rec = {**_delta(row, src.get(row.get(ROW_ID)), self.state_columns), "why": rej.to_dict()}
+            lines.append(json.dumps(rec, ensure_ascii=False, default=str))
         with self._lock:
             self._seq += 1
             seq = self._seq

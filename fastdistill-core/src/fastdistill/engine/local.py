@@ -95,7 +95,11 @@ class LocalEngine:
             contexts[name] = ctx
             totals[name] = _total(pipeline.steps[name], ctx)
             sink = sinks.get(name)
-            checkpoint = StepCheckpoint(storage, plan.signatures[name], name) if plan.checkpoint else None
+            checkpoint = (
+                StepCheckpoint(storage, plan.signatures[name], name,
+                               tuple(pipeline.steps[name].state_columns()))
+                if plan.checkpoint else None
+            )
             workers.append(
                 StepWorker(
                     plan, name, ctx, inboxes.get(name),

@@ -168,7 +168,7 @@ def run_replicated(worker: Any) -> None:
     n = step.replicas
     plan = worker.plan
     has_partition = type(step).partition_key is not Step.partition_key
-    replay_rows = [r for rows in worker.replay.kept.values() for r in rows]
+    replay_rows = worker.replay.state_rows()
 
     def lane_of(row: Row, turn: int) -> int:
         if has_partition:

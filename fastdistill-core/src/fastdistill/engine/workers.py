@@ -160,6 +160,7 @@ class StepWorker:
             self.checkpoint.record(
                 [r for r in kept if r.get(ROW_ID) not in old],
                 [(r, j) for r, j in rejections if r.get(ROW_ID) not in old],
+                {r[ROW_ID]: r for r in batch if ROW_ID in r},
             )
         fresh = self.rejected.reject(rejections)
         dt = time.perf_counter() - t0
@@ -178,10 +179,10 @@ class StepWorker:
         rid = row.get(ROW_ID)
         if rid is None or not self.replay.has(rid):
             return None
-        if rid in self.replay.rejected:
-            old, rej = self.replay.rejected[rid]
-            (ctx or self.ctx).reject(old, rej.reason, rej.detail)
-        return [dict(r) for r in self.replay.kept.get(rid, [])]
+        kept, rejection = self.replay.outcome(rid, row)
+        if rejection is not None:
+            (ctx or self.ctx).reject(rejection[0], rejection[1].reason, rejection[1].detail)
+        return kept
 
     def _process_batch(
         self, batch: list[Row], runner: Any = None, ctx: StepContext | None = None
@@ -236,9 +237,7 @@ class StepWorker:
             if not replicated:
                 self.step.load(self.ctx)
                 if self.replay.kept and not isinstance(self.step, GeneratorStep):
-                    self.step.restore_state(
-                        [r for rows in self.replay.kept.values() for r in rows], self.ctx
-                    )
+                    self.step.restore_state(self.replay.state_rows(), self.ctx)
             try:
                 if replicated:
                     from fastdistill.engine.replicas import run_replicated
@@ -276,9 +275,13 @@ class StepWorker:
             if self.plan.cancel.is_set():
                 return
             t0 = time.perf_counter()
-            chunk = order[start : start + step.batch_size]
-            rows = [r for rid in chunk for r in self.replay.kept.get(rid, [])]
-            rejections = [self.replay.rejected[rid] for rid in chunk if rid in self.replay.rejected]
+            rows: list[Row] = []
+            rejections: list[tuple[Row, Rejection]] = []
+            for rid in order[start : start + step.batch_size]:
+                kept, rejection = self.replay.generated(rid)
+                rows.extend(kept)
+                if rejection is not None:
+                    rejections.append(rejection)
             self._generated(rows, rejections, t0)
 
     def _generated(self, batch: list[Row], rejections: list[tuple[Row, Rejection]], t0: float) -> None:
@@ -393,7 +396,9 @@ class StepWorker:
                 rid = row.get(ROW_ID)
                 rejections = [(r, j) for r, j in list(self.ctx._rejected) if r.get(ROW_ID) == rid]
                 kept_rows = [out] if out is not None and not rejections else []
-                await asyncio.to_thread(self.checkpoint.record, kept_rows, rejections[:1])
+                await asyncio.to_thread(
+                    self.checkpoint.record, kept_rows, rejections[:1], {rid: row} if rid else None
+                )
 
         async def flush(force: bool) -> None:
             finished_ids = {r.get(ROW_ID) for r in done}
