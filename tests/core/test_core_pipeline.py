@@ -226,3 +226,41 @@ def test_set_params_validates_and_accepts_nested_form() -> None:
         p.set_params({"keep": 3})
     with pytest.raises(PipelineValidationError):
         p.set_params({"keep.name": "renamed"})  # the name is structure, not a parameter
+
+
+def test_param_can_replace_a_nested_component() -> None:
+    from fastdistill import Registry, Task
+    from fastdistill.builtins.steps import LoadFromDicts
+    from fastdistill.models import LLM
+    from fastdistill.pipeline import Pipeline
+    from fastdistill.testing import ScriptedLLM
+
+    class Teach(Task):
+        llm: LLM
+
+    class OtherLLM(ScriptedLLM):
+        pass
+
+    registry = Registry()
+    registry.add_plugin(_models_plugin(OtherLLM), name="test-models")
+    p = Pipeline("swap", LoadFromDicts(data=[{"q": 1}]) >> Teach(llm=ScriptedLLM(), name="teach"))
+    p.set_params({"teach.llm": {"component": "other_llm", "params": {"name_": "swapped"}}}, registry)
+    assert isinstance(p.steps["teach"].llm, OtherLLM)
+    assert p.steps["teach"].llm.model_name == "swapped"
+    import pytest
+
+    from fastdistill.errors import PipelineValidationError
+
+    with pytest.raises(PipelineValidationError, match="other_lm|unknown model"):
+        p.set_params({"teach.llm": {"component": "other_lm"}}, registry)
+
+
+def _models_plugin(cls):
+    from fastdistill import hookimpl
+
+    class Plugin:
+        @hookimpl
+        def register_models(self, register):
+            register(cls, name="other_llm")
+
+    return Plugin()

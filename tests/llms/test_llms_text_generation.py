@@ -212,4 +212,6 @@ def test_few_shot_turns_go_between_system_and_user():
 
 def test_few_shot_with_a_bad_role_is_rejected_at_construction():
     with pytest.raises(ValueError, match="few_shot\\[0\\]"):
-        TextGeneration(llm=ScriptedLLM(), template="{q}", few_shot=[{"role": "system", "content": "x"}])
+        TextGeneration(
+            llm=ScriptedLLM(), template="{q}", few_shot=[{"role": "system", "content": "x"}]
+        )

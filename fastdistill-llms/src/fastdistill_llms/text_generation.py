@@ -1,70 +1,46 @@
 """``text_generation``: fill a prompt template from each row and ask an LLM.
 
 A failed request rejects exactly that row, with a typed reason (``provider_error``, ``timeout``,
-``empty_output``, ``length``) and the same metadata keys as a successful row (case C02); the
-other rows of the batch are kept (cases C12, C13).
+``empty_output``, ``length``, ``invalid_output``) and the same metadata keys as a successful row
+(case C02); the other rows of the batch are kept (cases C12, C13).  When the model asks for
+structured output (``structured_output`` on ``openai_compat`` or ``embedded``), the validated
+object also goes to ``parsed_column``.
 """
 
 from __future__ import annotations
 
-import re
-import string
-import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from fastdistill import LLM, Generation, Reason, Task
+from fastdistill import Generation
 from fastdistill.models import Message
 from pydantic import Field, field_validator
 
+from fastdistill_llms._task import (
+    LLMTask,
+    fill_template,
+    is_timeout,
+    template_columns,
+)
+
 if TYPE_CHECKING:
-    from fastdistill import Row, StepContext
+    from fastdistill import Row
 
-_REASONS = {
-    "provider_error": Reason.PROVIDER_ERROR,
-    "timeout": Reason.TIMEOUT,
-    "empty_output": Reason.EMPTY_OUTPUT,
-    "length": Reason.LENGTH,
-}
-_REASON_RE = re.compile(r"[a-z][a-z0-9_]*")
+__all__ = ["TextGeneration", "is_timeout", "template_columns"]
 
 
-def template_columns(template: str) -> list[str]:
-    """Row columns a ``str.format`` template uses, in order of first use.
-
-    ``{a.b}`` and ``{a[0]}`` use column ``a``.  Positional fields (``{}``, ``{0}``) are an error:
-    rows are mappings.  Literal braces are written ``{{`` and ``}}``.
-    """
-    cols: list[str] = []
-    for _, field, spec, _ in string.Formatter().parse(template):
-        if field is None:
-            continue
-        base = field.split(".", 1)[0].split("[", 1)[0]
-        if base == "" or base.isdigit():
+def check_turns(value: list[dict[str, str]], what: str) -> list[dict[str, str]]:
+    """Validate example turns: each ``{"role": "user" | "assistant", "content": str}``."""
+    for i, turn in enumerate(value):
+        if turn.get("role") not in ("user", "assistant") or not isinstance(
+            turn.get("content"), str
+        ):
             raise ValueError(
-                f"template field {{{field}}} is positional; name a row column instead, "
-                "e.g. {question} (write literal braces as {{ and }})"
+                f"{what}[{i}] must be {{role: user|assistant, content: text}}, got {turn!r}"
             )
-        if base not in cols:
-            cols.append(base)
-        if spec:  # nested fields in a format spec, e.g. {x:{width}}
-            for col in template_columns(spec):
-                if col not in cols:
-                    cols.append(col)
-    return cols
+    return value
 
 
-def is_timeout(exc: BaseException) -> bool:
-    """True for asyncio/httpx/provider timeouts (any exception class named ``*Timeout*``)."""
-    if isinstance(exc, TimeoutError):  # asyncio.TimeoutError is TimeoutError on 3.11+
-        return True
-    import asyncio
-
-    if isinstance(exc, asyncio.TimeoutError):
-        return True
-    return any("timeout" in cls.__name__.lower() for cls in type(exc).__mro__)
-
-
-class TextGeneration(Task):
+class TextGeneration(LLMTask):
     """Ask ``llm`` for one completion per row, with a prompt built from ``template``.
 
     :param llm: any :class:`fastdistill.LLM` (e.g. ``openai_compat`` or ``embedded``).
@@ -74,6 +50,8 @@ class TextGeneration(Task):
         ``{"role": "user" | "assistant", "content": "..."}``.
     :param output_column: column receiving the text (``None`` on rejected rows).
     :param meta_column: column receiving :meth:`fastdistill.Generation.meta` (on every row).
+    :param parsed_column: column receiving the validated object when the model has a
+        ``structured_output`` schema (absent otherwise).
     :param reject_truncated: reject answers cut off by the token limit (``finish_reason=length``)
         with reason ``length`` even when they contain text.
 
@@ -83,25 +61,15 @@ class TextGeneration(Task):
 
     component_name = "text_generation"
 
-    llm: LLM
     template: str = Field(min_length=1)
-    system_prompt: str | None = None
     few_shot: list[dict[str, str]] = Field(default_factory=list)
     output_column: str = "generation"
-    meta_column: str = "generation_meta"
-    reject_truncated: bool = True
+    parsed_column: str = "parsed"
 
     @field_validator("few_shot")
     @classmethod
     def _check_few_shot(cls, value: list[dict[str, str]]) -> list[dict[str, str]]:
-        for i, turn in enumerate(value):
-            if turn.get("role") not in ("user", "assistant") or not isinstance(
-                turn.get("content"), str
-            ):
-                raise ValueError(
-                    f"few_shot[{i}] must be {{role: user|assistant, content: text}}, got {turn!r}"
-                )
-        return value
+        return check_turns(value, "few_shot")
 
     @field_validator("template")
     @classmethod
@@ -116,103 +84,25 @@ class TextGeneration(Task):
         """The columns the template uses."""
         return template_columns(self.template)
 
-    def output_columns(self) -> list[str]:
-        """The output and metadata columns."""
-        return [self.output_column, self.meta_column]
+    def structured(self) -> bool:
+        """True when the model validates answers against a schema (adds ``parsed_column``)."""
+        return getattr(self.llm, "structured_output", None) is not None
 
-    def load(self, ctx: StepContext) -> None:
-        """Load the model (clients, weights)."""
-        self.llm.load()
-
-    def unload(self) -> None:
-        """Release the model."""
-        self.llm.unload()
+    def result_columns(self) -> list[str]:
+        """The text column, and the parsed column for structured output."""
+        return [self.output_column, *([self.parsed_column] if self.structured() else [])]
 
     def format_input(self, row: Row) -> list[Message]:
-        """The chat messages for ``row``.  Raises ``KeyError`` for a missing column."""
-        missing = [c for c in self.input_columns() if c not in row]
-        if missing:
-            raise KeyError(", ".join(missing))
-        prompt = string.Formatter().vformat(self.template, (), row)
-        messages: list[Message] = []
-        if self.system_prompt:
-            messages.append({"role": "system", "content": self.system_prompt})
+        """System prompt, few-shot turns, the filled template.  ``KeyError``: missing column."""
+        prompt = fill_template(self.template, row)
+        messages = self.system_messages()
         messages.extend({"role": m["role"], "content": m["content"]} for m in self.few_shot)
         messages.append({"role": "user", "content": prompt})
         return messages
 
-    async def aprocess_row(self, row: Row, ctx: StepContext) -> Row | None:
-        """Generate for one row; reject it (with full metadata) when the request fails."""
-        try:
-            messages = self.format_input(row)
-        except KeyError as exc:
-            detail = f"missing column(s) {exc.args[0]} used by the template"
-            return self._reject(row, ctx, Reason.INVALID_INPUT, detail, None)
-        except (ValueError, TypeError, IndexError, AttributeError) as exc:
-            detail = f"template could not be filled: {type(exc).__name__}: {exc}"
-            return self._reject(row, ctx, Reason.INVALID_INPUT, detail, None)
-
-        ctx.metrics.incr("requests")
-        start = time.perf_counter()
-        try:
-            gen = await self.llm.agenerate(messages)
-        except Exception as exc:  # a model that raises: isolate it to this row (C12)
-            kind = "timeout" if is_timeout(exc) else "provider_error"
-            detail = f"{type(exc).__name__}: {exc}"
-            ctx.logger.warning(
-                "%s: %s raised %s during generation: %s",
-                ctx.row_label(row),
-                type(self.llm).__name__,
-                type(exc).__name__,
-                exc,
-            )
-            gen = Generation(
-                text=None,
-                model=self.llm.model_name,
-                latency_s=time.perf_counter() - start,
-                error_kind=kind,
-                error=detail,
-            )
-        self._observe(gen, ctx)
-
-        reason = self._failure(gen)
-        if reason is not None:
-            detail = gen.error or f"finish_reason={gen.finish_reason}"
-            if gen.error_kind is not None:
-                ctx.logger.warning("%s: %s: %s", ctx.row_label(row), reason, detail)
-            return self._reject(row, ctx, reason, detail, gen)
-        ctx.metrics.incr("ok")
-        return {**row, self.output_column: gen.text, self.meta_column: gen.meta()}
-
-    # ------------------------------------------------------------------ helpers
-    def _failure(self, gen: Generation) -> Reason | str | None:
-        if gen.error_kind is not None:
-            if gen.error_kind in _REASONS:
-                return _REASONS[gen.error_kind]
-            return gen.error_kind if _REASON_RE.fullmatch(gen.error_kind) else "provider_error"
-        if not (gen.text and gen.text.strip()):
-            gen.error_kind, gen.error = "empty_output", "empty completion"
-            return Reason.EMPTY_OUTPUT
-        if self.reject_truncated and gen.finish_reason == "length":
-            gen.error_kind = "length"
-            gen.error = "answer truncated at the token limit (finish_reason=length)"
-            return Reason.LENGTH
-        return None
-
-    def _observe(self, gen: Generation, ctx: StepContext) -> None:
-        for key in ("prompt_tokens", "completion_tokens"):
-            if gen.usage.get(key) is not None:
-                ctx.metrics.observe(key, gen.usage[key])
-        ctx.metrics.observe("latency_s", gen.latency_s)
-
-    def _reject(
-        self, row: Row, ctx: StepContext, reason: Reason | str, detail: str, gen: Generation | None
-    ) -> None:
-        """Reject ``row`` carrying ``output_column=None`` and the full metadata dict (C02)."""
-        if gen is None:
-            gen = Generation(
-                text=None, model=self.llm.model_name, error_kind=str(reason), error=detail
-            )
-        meta = gen.meta()
-        ctx.reject({**row, self.output_column: None, self.meta_column: meta}, reason, detail)
-        return None
+    def format_output(self, gen: Generation, row: Row) -> dict[str, Any]:
+        """The text (and the validated object, for structured output)."""
+        out: dict[str, Any] = {self.output_column: gen.text}
+        if self.structured():
+            out[self.parsed_column] = gen.parsed
+        return out

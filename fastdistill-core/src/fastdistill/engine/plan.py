@@ -88,7 +88,13 @@ def step_signatures(pipeline: Pipeline) -> dict[str, str]:
     """Hash of each step's component identity, version, parameters and upstream signatures."""
     from pydantic import BaseModel
 
+    from fastdistill.models import LLM
+
     def identity(obj: BaseModel) -> dict[str, Any]:
+        if isinstance(obj, LLM):
+            # what defines the answers (model, generation parameters, schema), not how they are
+            # fetched (base_url, timeouts, retries, budgets), and never a secret
+            return {"llm": obj.identity(), "class": type(obj).__qualname__}
         out: dict[str, Any] = {
             "class": f"{type(obj).__module__}.{type(obj).__qualname__}",
             "version": getattr(type(obj), "component_version", "1"),

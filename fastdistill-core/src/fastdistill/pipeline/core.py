@@ -163,14 +163,14 @@ class Pipeline:
         return order
 
     # --------------------------------------------------------------- params
-    def set_params(self, params: Mapping[str, Any]) -> None:
+    def set_params(self, params: Mapping[str, Any], registry: Registry | None = None) -> None:
         """Set runtime parameters: ``{"step.key": value}`` or ``{"step": {"key": value}}``.
 
         Nested components use dots: ``teacher.llm.base_url``.
         """
         from fastdistill.pipeline.params import apply_params
 
-        apply_params(self, params)
+        apply_params(self, params, registry)
 
     # --------------------------------------------------------------- validation
     def validate(self, registry: Registry | None = None) -> list[str]:
@@ -246,7 +246,7 @@ class Pipeline:
         registry = registry or Registry()
         cache, own_cache = _open_cache(llm_cache)
         if params:
-            self.set_params(params)
+            self.set_params(params, registry)
         self.validate(registry)
         engine_cls = registry.engine(engine)
         plan = build_plan(

@@ -39,8 +39,12 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def apply_params(pipeline: Pipeline, params: Mapping[str, Any]) -> None:
-    """Set each dotted parameter on its step (validated by the step's pydantic model)."""
+def apply_params(pipeline: Pipeline, params: Mapping[str, Any], registry: Any = None) -> None:
+    """Set each dotted parameter on its step (validated by the step's pydantic model).
+
+    A value ``{"component": NAME, "params": {...}}`` replaces a nested component, e.g. the
+    teacher's model: ``teacher.llm={component: openai_compat, params: {model: m}}``.
+    """
     steps = pipeline.steps
     for dotted, value in _flatten(params).items():
         parts = dotted.split(".")
@@ -70,6 +74,17 @@ def apply_params(pipeline: Pipeline, params: Mapping[str, Any]) -> None:
             raise PipelineValidationError(
                 f"parameter {dotted!r}: {type(target).__name__} has no parameter {field!r}.{hint}"
             )
+        if isinstance(value, Mapping) and "component" in value:
+            from fastdistill.serialization.document import build_component
+
+            if registry is None:
+                from fastdistill.registry import Registry
+
+                registry = Registry()
+            try:
+                value = build_component("model", value, registry, f"parameter {dotted!r}")
+            except Exception as exc:
+                raise PipelineValidationError(str(exc)) from None
         try:
             setattr(target, field, value)
         except ValidationError as exc:

@@ -82,7 +82,7 @@ def load_pipeline(path: str | Path, registry: Registry | None = None) -> Pipelin
         raise DocumentError(f"{path}: {exc}") from None
 
 
-def _build_component(
+def build_component(
     kind: str,
     spec: Mapping[str, Any],
     registry: Registry,
@@ -107,7 +107,7 @@ def _build_component(
     params = dict(spec.get("params") or {})
     for key, value in list(params.items()):
         if isinstance(value, Mapping) and "component" in value:
-            params[key] = _build_component(
+            params[key] = build_component(
                 "model", value, registry, f"{where}.{key}", document_plugins
             )
     try:
@@ -161,7 +161,7 @@ def pipeline_from_document(
                 f"allowed: {sorted(_STEP_KEYS)}"
             )
         sname = str(spec.get("name") or f"step_{i}")
-        step = _build_component("step", spec, registry, f"step {sname!r}", document_plugins)
+        step = build_component("step", spec, registry, f"step {sname!r}", document_plugins)
         step.name = sname  # type: ignore[attr-defined]
         after = spec.get("after", [previous] if previous else [])
         after = [after] if isinstance(after, str) else list(after or [])
