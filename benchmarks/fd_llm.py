@@ -1,0 +1,101 @@
+"""P2a / P2b on fastdistill: rows -> TextGeneration(ScriptedLLM with a fixed async latency).
+
+  python fd_llm.py --n 2000 --latency 0.05 --in-flight 50 --batch-size 50       # P2a
+  python fd_llm.py --n 2000 --latency 0.05 --in-flight 1000 --batch-size 1000   # P2b
+
+Same shape as the peer's ``b2_llm.py``: the loader's ``batch_size`` and the task's
+``input_batch_size`` are ``--batch-size``; the task keeps ``--in-flight`` requests going
+(``max_in_flight``).  The peer's concurrency is its input batch size, so the ideal is the same
+on both sides: ``ceil(n / in_flight) * latency`` seconds, i.e. ``in_flight / latency`` rows/s.
+``efficiency_vs_ideal`` = ideal_run_s / run_s (the whole ``run()``, as for the peer);
+``steady_rows_per_s`` counts calls over the LLM-active window only (first call -> last answer).
+"""
+
+from __future__ import annotations
+
+import time
+
+t_imp0 = time.perf_counter()
+import argparse  # noqa: E402
+import bisect  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import Clock, cache_args, emit, make_instructions, scratch_dir  # noqa: E402
+from fastdistill import Pipeline  # noqa: E402
+from fastdistill.builtins.steps import LoadFromDicts  # noqa: E402
+from fastdistill.testing import ScriptedLLM  # noqa: E402
+from fastdistill_llms import TextGeneration  # noqa: E402
+
+import_s = time.perf_counter() - t_imp0
+
+
+def llm_stats(starts: list[float], latency: float, t_run0: float) -> dict[str, float | int | None]:
+    """Start-up, LLM window, steady rate and max concurrency from the call start times."""
+    if not starts:
+        return {}
+    st = sorted(starts)
+    window = st[-1] - st[0] + latency
+    inflight = max(i - bisect.bisect_right(st, t - latency) + 1 for i, t in enumerate(st))
+    return {
+        "startup_s": round(st[0] - t_run0, 4),
+        "llm_window_s": round(window, 3),
+        "steady_rows_per_s": round(len(st) / window, 1),
+        "max_inflight_calls": inflight,
+        "llm_end_s": round(st[-1] + latency - t_run0, 3),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--latency", type=float, default=0.05)
+    ap.add_argument("--in-flight", type=int, default=50)
+    ap.add_argument("--batch-size", type=int, default=50)
+    ap.add_argument("--no-llm-cache", action="store_true",
+                    help="run(llm_cache=False) (default: the response cache on, as for a user, "
+                         "but in a fresh folder: every run is a first run, all misses)")
+    a = ap.parse_args()
+
+    starts: list[float] = []
+
+    def script(messages):  # called after the scripted sleep
+        starts.append(time.perf_counter() - a.latency)
+        return "answer:" + str(messages[-1]["content"])[:24]
+
+    work = scratch_dir("fd_llm_")
+    llm = ScriptedLLM(script=script, latency_s=a.latency)
+    pipe = Pipeline(
+        "p2-llm",
+        LoadFromDicts(name="load", data=make_instructions(a.n), batch_size=a.batch_size)
+        >> TextGeneration(name="gen", llm=llm, template="{instruction}",
+                          max_in_flight=a.in_flight, input_batch_size=a.batch_size),
+    )
+    clock = Clock()
+    t0 = time.perf_counter()
+    result = pipe.run(os.path.join(work, "out"), on_event=clock, **cache_args(a.no_llm_cache, work))
+    run_s = time.perf_counter() - t0
+
+    ideal_s = math.ceil(a.n / a.in_flight) * a.latency
+    emit({
+        "bench": "P2", "n": a.n, "latency_s": a.latency, "in_flight": a.in_flight,
+        "batch_size": a.batch_size,
+        "import_s": round(import_s, 3),
+        "run_s": round(run_s, 3),
+        "rows_per_s": round(a.n / run_s, 1),
+        "ideal_rows_per_s": round(a.in_flight / a.latency, 1),
+        "ideal_run_s": round(ideal_s, 3),
+        "efficiency_vs_ideal": round(ideal_s / run_s, 4),
+        "llm_calls": llm.calls,
+        **llm_stats(starts, a.latency, t0),
+        "rows_out": result.kept,
+        "rejected": result.rejected,
+    })
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
