@@ -95,7 +95,9 @@ def summary_tables(result: Any) -> list[Table]:
             if key.endswith("_rate") and isinstance(value, (int, float)):
                 q.add_row(f"{gate}.{key}", f"{value:.1%}")
     cache = timing.get("llm_cache") or {}
-    if cache.get("hits") or cache.get("misses"):
+    if getattr(result, "reused", False):
+        q.add_row("teacher calls", "0 (finished run reused)")
+    elif cache.get("hits") or cache.get("misses"):
         q.add_row("teacher calls", str(cache.get("misses", 0)))
         q.add_row("llm cache hits", str(cache.get("hits", 0)))
     q.add_row("wall time", f"{timing.get('wall_s', 0):.1f} s")
