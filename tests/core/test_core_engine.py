@@ -254,7 +254,7 @@ def test_all_rows_rejected_finishes_with_an_empty_dataset(run: Runner, tmp_path:
     assert_accounted(result, 9)
 
 
-def test_empty_batches_and_an_empty_generator(run: Runner) -> None:
+def test_empty_batches_and_an_empty_generator(run: Runner, tmp_path: Path) -> None:
     class Gappy(GeneratorStep):
         def output_columns(self) -> list[str]:
             return ["id", "x"]
@@ -270,7 +270,7 @@ def test_empty_batches_and_an_empty_generator(run: Runner) -> None:
     assert ids(result.read_dataset()) == [0, 1, 2, 3]
     assert_accounted(result, 4)
 
-    empty = run(Pipeline("empty", LoadFromDicts(data=[]) >> Nothing()), output=None)
+    empty = run(Pipeline("empty", LoadFromDicts(data=[]) >> Nothing()), output=tmp_path / "empty")
     assert empty.kept == 0 and empty.rejected == 0
     assert empty.quality["keep_rate"] is None
 

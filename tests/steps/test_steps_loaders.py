@@ -70,13 +70,27 @@ def test_load_jsonl_relative_path_and_gzip(tmp_path: Path) -> None:
     assert kept == [{"q": "é"}]
 
 
-def test_load_jsonl_output_columns_peeks_first_valid_line(tmp_path: Path) -> None:
+def test_load_jsonl_output_columns_peeks_the_first_valid_lines(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
+    # one odd first row must not decide the columns: the keys of the first lines are united
     path.write_text('oops\n{"a": 1, "b": 2}\n{"c": 3}\n', encoding="utf-8")
-    assert LoadJsonl(path=str(path)).output_columns() == ["a", "b"]
+    assert LoadJsonl(path=str(path)).output_columns() == ["a", "b", "c"]
     assert LoadJsonl().output_columns() is None  # path not set yet
-    # a relative path may be relative to the pipeline document: unknown until run time
-    assert LoadJsonl(path="surely/not/here.jsonl").output_columns() is None
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n", encoding="utf-8")
+    assert LoadJsonl(path=str(empty)).output_columns() is None  # nothing to learn from
+
+
+def test_relative_paths_resolve_against_the_pipeline_folder_before_the_run(tmp_path: Path) -> None:
+    from fastdistill import Pipeline, PipelineValidationError
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "q.jsonl").write_text('{"q": 1}\n', encoding="utf-8")
+    ok = Pipeline("rel", LoadJsonl(path="data/q.jsonl"), base_dir=tmp_path)
+    assert ok.steps["load_jsonl"].output_columns() == ["q"]
+    missing = Pipeline("rel", LoadJsonl(path="data/nope.jsonl"), base_dir=tmp_path)
+    with pytest.raises(PipelineValidationError, match="nope.jsonl"):
+        missing.validate()
 
 
 def test_load_jsonl_missing_file_names_step_and_path(tmp_path: Path) -> None:

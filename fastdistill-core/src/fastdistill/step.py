@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from fastdistill.rows import Row
 
@@ -148,6 +148,18 @@ class GeneratorStep(Step):
     """A step with no upstream: it produces the rows (a loader)."""
 
     batch_size: int = Field(default=50, ge=1, description="Rows per generated batch.")
+    #: folder relative paths are resolved against before the run (set by the pipeline)
+    _base_dir: Path | None = PrivateAttr(default=None)
+
+    def resolve_path(self, path: str | Path) -> str:
+        """``path`` made absolute against the pipeline's base folder (URLs unchanged); usable
+        before the run (e.g. in :meth:`output_columns`), when no context exists yet."""
+        text = str(path)
+        if "://" in text:
+            return text
+        p = Path(text).expanduser()
+        base = self._base_dir or Path.cwd()
+        return str(p if p.is_absolute() else (base / p).resolve())
 
     def generate(self, ctx: StepContext) -> Iterator[list[Row]]:
         """Yield batches of rows.  Honour ``ctx.limit`` (max rows) when it is set."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import ClassVar, IO, Annotated, Any
 
 from fastdistill.context import StepContext
 from fastdistill.errors import MissingDependencyError
@@ -28,16 +28,6 @@ def _open_text(url: str) -> IO[str]:
 
     handle: IO[str] = fsspec.open(url, "rt", encoding="utf-8", compression="infer").open()
     return handle
-
-
-def _static_url(path: str | None) -> str | None:
-    """The path as known without a context (relative paths against the working directory)."""
-    if path in (None, ""):
-        return None
-    text = str(path)
-    if "://" in text:
-        return text
-    return str(Path(text).expanduser().resolve())
 
 
 class _FileLoader(GeneratorStep):
@@ -83,17 +73,18 @@ class _FileLoader(GeneratorStep):
         relative path that does not exist from the working directory is left to run time,
         when the context knows the pipeline's base directory.
         """
-        url = _static_url(self.path)
-        if url is None:
+        if self.path in (None, ""):
             return None
-        is_relative = "://" not in str(self.path) and not Path(str(self.path)).expanduser().is_absolute()
+        url = self.resolve_path(str(self.path))
         import fsspec
 
         fs, fpath = fsspec.core.url_to_fs(url)
         if not fs.exists(fpath):
-            if is_relative:
-                return None
-            raise FileNotFoundError(f"{step_label(self)}: input file not found: {url}")
+            raise FileNotFoundError(
+                f"{step_label(self)}: input file not found: {url} (relative paths are relative "
+                "to the pipeline document's folder); fix the path or set --param "
+                f"{self.name or 'load'}.path=..."
+            )
         return url
 
 
@@ -104,11 +95,17 @@ class LoadJsonl(_FileLoader):
     rejected (``invalid_input``) with its line number and the start of its text.
     """
 
+    #: lines read to learn the columns before the run
+    PEEK_LINES: ClassVar[int] = 50
+
     def output_columns(self) -> list[str] | None:  # type: ignore[override]
-        """Keys of the first valid line (``None`` when the file is not known yet)."""
+        """Union of the keys of the first valid lines, so one odd row does not decide the
+        columns (``None`` when unknown: no path yet, or no valid line to learn from)."""
         url = self._peek_url()
         if url is None:
             return None
+        keys: dict[str, None] = {}
+        seen = 0
         with _open_text(url) as fh:
             for line in fh:
                 if not line.strip():
@@ -118,8 +115,11 @@ class LoadJsonl(_FileLoader):
                 except ValueError:
                     continue
                 if isinstance(obj, dict):
-                    return list(obj)
-        return []
+                    keys.update(dict.fromkeys(obj))
+                    seen += 1
+                    if seen >= self.PEEK_LINES:
+                        break
+        return list(keys) if keys else None
 
     def total_rows(self, ctx: StepContext) -> int | None:
         """Number of non-blank lines (capped by ``ctx.limit``), counted by streaming the file."""

@@ -1,7 +1,8 @@
 """The ``steps`` plugin of fastdistill: registers every step of this package.
 
-Cheap to import: step modules are imported only when the hook runs, and no optional dependency
-(pyarrow) is imported until a step that needs it runs.
+Cheap to import, and cheap to run: every step is registered lazily by its ``module:Class``
+target, so discovery imports no step module (no pydantic class is built) until a step is used,
+and no optional dependency (pyarrow) is imported until a step that needs it runs.
 """
 
 from __future__ import annotations
@@ -10,30 +11,26 @@ from typing import Any
 
 from fastdistill.hookspecs import hookimpl
 
+#: registered name -> ``module:Class`` (imported on first use)
+STEPS = {
+    "load_jsonl": "fastdistill_steps.loaders:LoadJsonl",
+    "load_parquet": "fastdistill_steps.loaders:LoadParquet",
+    "canonicalize": "fastdistill_steps.canonical:Canonicalize",
+    "compute_hash": "fastdistill_steps.canonical:ComputeHash",
+    "dedup_exact": "fastdistill_steps.dedup:DedupExact",
+    "sqlite_schema": "fastdistill_steps.sql.schema:SqliteSchema",
+    "extract_sql": "fastdistill_steps.sql.extract:ExtractSql",
+    "rule_filter": "fastdistill_steps.sql.rules:RuleFilter",
+    "sqlite_exec_eval": "fastdistill_steps.sql.exec_eval:SqliteExecEval",
+    "score_exec": "fastdistill_steps.scoring:ScoreExec",
+    "quality_gate": "fastdistill_steps.scoring:QualityGate",
+    "export_jsonl": "fastdistill_steps.export:ExportJsonl",
+    "export_chat": "fastdistill_steps.export:ExportChat",
+}
+
 
 @hookimpl
 def register_steps(register: Any) -> None:
     """Loaders, canonicalisation, dedup, SQL extraction and gates, scoring and exporters."""
-    from fastdistill_steps.canonical import Canonicalize, ComputeHash
-    from fastdistill_steps.dedup import DedupExact
-    from fastdistill_steps.export import ExportChat, ExportJsonl
-    from fastdistill_steps.loaders import LoadJsonl, LoadParquet
-    from fastdistill_steps.scoring import QualityGate, ScoreExec
-    from fastdistill_steps.sql.exec_eval import SqliteExecEval
-    from fastdistill_steps.sql.extract import ExtractSql
-    from fastdistill_steps.sql.rules import RuleFilter
-    from fastdistill_steps.sql.schema import SqliteSchema
-
-    register(LoadJsonl, name="load_jsonl")
-    register(LoadParquet, name="load_parquet")
-    register(Canonicalize, name="canonicalize")
-    register(ComputeHash, name="compute_hash")
-    register(DedupExact, name="dedup_exact")
-    register(SqliteSchema, name="sqlite_schema")
-    register(ExtractSql, name="extract_sql")
-    register(RuleFilter, name="rule_filter")
-    register(SqliteExecEval, name="sqlite_exec_eval")
-    register(ScoreExec, name="score_exec")
-    register(QualityGate, name="quality_gate")
-    register(ExportJsonl, name="export_jsonl")
-    register(ExportChat, name="export_chat")
+    for name, target in STEPS.items():
+        register(target, name=name)

@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="bypass the LLM response cache (default: on, shared across runs)")
     run.add_argument("--no-checkpoint", action="store_true",
                      help="write no checkpoints (the run cannot be resumed)")
-    run.add_argument("--limit", "-n", type=int, help="at most N rows from each loader")
+    run.add_argument("--limit", "-n", type=_non_negative, help="at most N rows from each loader")
     run.add_argument("--engine", default="local", help="execution engine (default: local)")
     run.add_argument("--transport", default="memory", help="batch transport (default: memory)")
     run.add_argument("--placement", default="cpu", help="device placement (default: cpu)")
@@ -64,6 +64,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fastdistill`` command."""
     args = _parser().parse_args(argv)
@@ -89,6 +99,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except FastDistillError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 1
+    except BrokenPipeError:  # `fastdistill ... | head`
+        sys.stderr.close()
+        return 0
+    except (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
+        where = getattr(exc, "filename", None) or ""
+        console.print(
+            f"[bold red]error:[/] cannot write {where!s}: {exc.strerror or exc}; "
+            "choose an --output folder you can write to", highlight=False,
+        )
         return 1
 
 

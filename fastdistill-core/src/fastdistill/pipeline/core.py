@@ -100,6 +100,8 @@ class Pipeline:
         if name in self._steps:
             raise PipelineValidationError(f"two steps are named {name!r}; step names must be unique")
         step.name = name
+        if isinstance(step, GeneratorStep):
+            step._base_dir = self.base_dir
         self._steps[name] = step
         ups = [after] if isinstance(after, str) else list(after or [])
         self._upstream[name] = []
@@ -243,6 +245,8 @@ class Pipeline:
         """
         from fastdistill.engine.plan import build_plan
 
+        if limit is not None and limit < 0:
+            raise PipelineValidationError(f"limit must be 0 or more, got {limit}")
         registry = registry or Registry()
         cache, own_cache = _open_cache(llm_cache)
         if params:
@@ -263,6 +267,7 @@ class Pipeline:
             checkpoint=checkpoint,
             llm_cache=cache,
         )
+        _check_output_folder(plan, self.name, fresh=not resume)
         try:
             result: RunResult = engine_cls().run(plan)
         finally:
@@ -289,3 +294,35 @@ def _open_cache(spec: Any) -> tuple[Any, bool]:
     if spec is True:
         return LLMResponseCache(), True
     return LLMResponseCache(spec), True
+
+
+#: what a run writes at the top of its output folder (``--fresh`` removes these)
+RUN_ARTIFACTS = ("dataset.jsonl", "rejected.jsonl", "quality_report.json", "timing_report.json",
+                 "pipeline.yaml", "manifests", ".fastdistill", ".spool")
+
+
+def _check_output_folder(plan: Any, name: str, *, fresh: bool) -> None:
+    """Refuse to mix two pipelines in one output folder; ``fresh`` clears an earlier run."""
+    import json
+
+    storage = plan.storage
+    state_rel = ".fastdistill/state.json"
+    previous = None
+    if storage.exists(state_rel):
+        try:
+            previous = json.loads(storage.read_bytes(state_rel)).get("pipeline")
+        except ValueError:
+            previous = None
+    if fresh:
+        for rel in RUN_ARTIFACTS:
+            if storage.exists(rel):
+                storage.fs.rm(storage.path(rel), recursive=True)
+        for rel in storage.listdir():
+            if rel.startswith("dataset.") and rel.endswith(".jsonl"):
+                storage.fs.rm(storage.path(rel))
+        return
+    if previous is not None and previous != name:
+        raise PipelineValidationError(
+            f"the output folder {storage.url} holds a run of pipeline {previous!r}, not {name!r}; "
+            "choose another --output, or pass --fresh (resume=False) to replace that run"
+        )
