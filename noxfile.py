@@ -109,9 +109,7 @@ def bench(session: nox.Session) -> None:
     """
     if not os.path.isdir("benchmarks"):
         session.error("benchmarks/ is not there yet")
-    # non-editable, as a user installs them (a bare "fastdistill-core" would be looked up on
-    # the index, so the local folders are given as paths)
-    session.install(*(f"./fastdistill-{pkg}" for pkg in PACKAGES))
+    _install_packages(session, *PACKAGES, editable=False)  # as a user installs them
     session.run("python", "benchmarks/run.py", *session.posargs, env={"PYTHONUNBUFFERED": "1"})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from importlib import metadata
 from typing import Any
 
@@ -130,13 +131,19 @@ def test_same_step_name_from_two_distributions_names_both(fake_dists: Any) -> No
     fake_dists.add("fd-alpha", UPPER_PLUGIN, ep_name="alpha")
     fake_dists.add("fd-beta", UPPER_PLUGIN, ep_name="beta")
 
+    registry = Registry(env=only("alpha", "beta"))  # the rest of the registry still works
+    assert registry.get("engine", "local")
     with pytest.raises(PluginError) as err:
-        Registry(env=only("alpha", "beta"))
+        registry.get("step", "upper")  # only using the ambiguous name fails
 
     message = str(err.value)
     assert "'upper'" in message
     assert "fd-alpha" in message and "fd-beta" in message
-    assert "prefer" in message  # the error says how to settle it
+    assert "FASTDISTILL_PREFER" in message  # the error says how to settle it
+    warned = {p.distribution for p in registry.plugins() if any("upper" in w for w in p.warnings)}
+    assert warned == {"fd-alpha", "fd-beta"}
+    chosen = Registry(env={**only("alpha", "beta"), "FASTDISTILL_PREFER": "upper=fd-beta"})
+    assert chosen.get("step", "upper").distribution == "fd-beta"
 
 
 @pytest.mark.parametrize("winner", ["fd-alpha", "fd-beta"])
@@ -427,3 +434,153 @@ def test_core_builtins_come_through_cores_entry_point() -> None:
     assert bare.components() == [] and bare.plugins() == []
     with pytest.raises(UnknownComponentError):
         bare.engine("local")
+
+
+# ------------------------------------------------------------------ lazy registration
+LAZY_TARGET = """
+    from fastdistill import Step
+
+    class Shout(Step):
+        inputs = ("text",)
+        outputs = ("text",)
+
+        def process(self, rows, ctx):
+            return [{**r, "text": r["text"].upper() + "!"} for r in rows]
+"""
+
+LAZY_PLUGIN = """
+    from fastdistill import hookimpl
+
+    def _load():
+        from {target} import Shout
+
+        return Shout
+
+    @hookimpl
+    def register_steps(register):
+        register("{target}:Shout", name="shout")
+        register(name="shout_loader", loader=_load)
+"""
+
+
+def _lazy_plugin(fake_dists: Any, dist: str = "fd-lazy", target_source: str = LAZY_TARGET) -> str:
+    """A plugin registering ``shout`` lazily from a separate module; returns that module name."""
+    target = f"fdtest_lazytarget_{dist.replace('-', '_')}"
+    (fake_dists.site / f"{target}.py").write_text(textwrap.dedent(target_source), encoding="utf-8")
+    fake_dists.modules.append(target)
+    fake_dists.add(dist, LAZY_PLUGIN.replace("{target}", target), ep_name="lazy")
+    return target
+
+
+def test_lazy_components_are_imported_on_first_use_only(fake_dists: Any) -> None:
+    import sys
+
+    target = _lazy_plugin(fake_dists)
+    registry = Registry(env=only("lazy"))
+    info = registry.get("step", "shout")
+    assert target not in sys.modules  # discovery imported nothing of the component
+    assert info.lazy and not info.loaded
+    assert (info.plugin, info.distribution, info.kind) == ("lazy", "fd-lazy", "step")
+    assert info.qualname == f"{target}:Shout"  # listing shows the target, nothing imported
+    summary = next(p for p in registry.plugins() if p.name == "lazy").to_dict()
+    assert {c["name"]: c["object"] for c in summary["components"]}["shout"] == f"{target}:Shout"
+    assert target not in sys.modules
+
+    cls = registry.step("shout")
+    assert cls.__name__ == "Shout" and cls.__module__ == target and info.loaded
+    assert registry.step("shout") is cls  # loaded once, kept
+    assert registry.step("shout_loader") is cls  # the loader callable form
+    loader_info = registry.get("step", "shout_loader")
+    assert loader_info.qualname.endswith(":_load()")
+    from fastdistill.testing import run_step
+
+    kept, _ = run_step(cls(), [{"text": "hi"}])
+    assert kept == [{"text": "HI!"}]
+    # an instance maps back to its registration (the first one registered for the class)
+    assert registry.name_of(cls()) is info
+
+
+def test_name_of_finds_a_lazy_component_imported_by_the_user(fake_dists: Any) -> None:
+    target = _lazy_plugin(fake_dists)
+    registry = Registry(env=only("lazy"))
+    module = __import__(target)  # the user imported the class directly
+    assert registry.name_of(module.Shout()) == registry.get("step", "shout")
+    assert registry.name_of(LoadFromDicts) is registry.get("step", "load_from_dicts")
+    assert registry.name_of(int) is None
+
+
+def test_lazy_target_that_fails_is_reported_when_used_naming_the_distribution(
+    fake_dists: Any,
+) -> None:
+    _lazy_plugin(fake_dists, target_source="raise ImportError(\"No module named 'heavy_xyz'\")\n")
+    registry = Registry(env=only("lazy"))
+    assert registry.load_errors() == []  # discovery is fine: nothing was imported
+    with pytest.raises(PluginError) as err:
+        registry.step("shout")
+    message = str(err.value)
+    assert "'shout'" in message and "fd-lazy" in message and "'lazy'" in message
+    assert "heavy_xyz" in message and ":Shout" in message
+    assert isinstance(err.value.__cause__, ImportError)
+    with pytest.raises(PluginError, match="heavy_xyz"):  # not cached as a success
+        registry.step("shout_loader")
+
+
+def test_lazy_target_missing_attribute_is_a_clear_error(fake_dists: Any) -> None:
+    _lazy_plugin(fake_dists, target_source="X = 1\n")
+    registry = Registry(env=only("lazy"))
+    with pytest.raises(PluginError, match=r"AttributeError.*Shout"):
+        registry.step("shout")
+
+
+@pytest.mark.parametrize(
+    ("call", "fragment"),
+    [
+        ("register('pkg.mod:Cls')", "needs name="),
+        ("register(name='x', loader=1)", "zero-argument callable"),
+        ("register('not a target', name='x')", "package.module:QualName"),
+        ("register('pkg/mod:Cls', name='x')", "package.module:QualName"),
+        ("register(object, name='x', loader=lambda: object)", "not both"),
+    ],
+)
+def test_bad_lazy_registrations_break_only_that_plugin(
+    core_registry: Registry, call: str, fragment: str
+) -> None:
+    namespace: dict[str, Any] = {}
+    exec(  # noqa: S102 - a tiny plugin built from the parameter
+        f"def register_steps(register):\n    {call}\n", {}, namespace
+    )
+    plugin = type("P", (), {"register_steps": staticmethod(hookimpl(namespace["register_steps"]))})
+    info = core_registry.add_plugin(plugin(), name="bad_lazy")
+    assert info.error is not None and fragment in info.error
+    assert core_registry.get("step", "load_from_dicts")  # the others still work
+
+
+def test_lazy_name_conflicting_with_another_distribution_names_both(fake_dists: Any) -> None:
+    _lazy_plugin(fake_dists, dist="fd-lazy")
+    fake_dists.add(
+        "fd-eager",
+        UPPER_PLUGIN.replace('name="upper"', 'name="shout"'),
+        ep_name="eager",
+    )
+    with pytest.raises(PluginError) as err:
+        Registry(env=only("lazy", "eager")).get("step", "shout")
+    assert "fd-lazy" in str(err.value) and "fd-eager" in str(err.value)
+    chosen = Registry(env=only("lazy", "eager"), prefer={"shout": "fd-lazy"})
+    assert chosen.get("step", "shout").distribution == "fd-lazy"
+
+
+def test_discovery_imports_no_component_module_of_core() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fastdistill\n"
+        "r = fastdistill.Registry()\n"
+        "assert r.get('engine', 'local').lazy\n"
+        "heavy = ('fastdistill.engine.local', 'fastdistill.builtins.steps')\n"
+        "print([m for m in heavy if m in sys.modules])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]", out.stdout

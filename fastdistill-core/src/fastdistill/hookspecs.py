@@ -20,6 +20,29 @@ Example plugin module::
     @hookimpl
     def register_steps(register):
         register(Shout, name="shout")
+
+Lazy registration keeps discovery cheap (``fastdistill plugins``, ``Registry()``): instead of the
+object, register the ``"package.module:QualName"`` string where it is defined, or a zero-argument
+``loader=`` callable that returns it, together with its ``name``::
+
+    @hookimpl
+    def register_steps(register):
+        register("my_plugin.steps:Shout", name="shout")
+        register(name="whisper", loader=_whisper)
+
+    def _whisper():
+        from my_plugin.quiet import Whisper
+
+        return Whisper
+
+Nothing is imported until the component is used (``Registry.get(...).obj``, loading a pipeline
+document that names it); a target that fails to import is then reported as a
+:class:`~fastdistill.errors.PluginError` naming the component, the plugin and its distribution,
+with the original exception chained.  Conflicts, ``prefer`` and listing work as for objects
+(``fastdistill plugins --json`` shows the target string as the component's ``object``).  Such
+strings belong in a plugin's own code only: documents name components, never import paths.
+Keep the plugin module and its package ``__init__`` free of heavy imports too: discovery imports
+the entry point's module.
 """
 
 from __future__ import annotations
@@ -40,7 +63,9 @@ def register_steps(register: Any) -> None:
 
     :param register: call ``register(StepClass, name=None)`` once per class.  ``name`` defaults
         to the class attribute ``component_name`` or the snake_case class name.  The name is what
-        pipeline documents use in ``component:``.
+        pipeline documents use in ``component:``.  Lazily (preferred: discovery then builds no
+        pydantic class): ``register("package.module:StepClass", name="...")`` or
+        ``register(name="...", loader=callable)``; ``name`` is required then.
     :returns: nothing; return values are ignored.
 
     .. versionadded:: 0.1
@@ -51,9 +76,10 @@ def register_steps(register: Any) -> None:
 def register_models(register: Any) -> None:
     """Register LLM (and embedding) model classes, subclasses of :class:`fastdistill.LLM`.
 
-    :param register: call ``register(ModelClass, name=None)`` once per class.  Heavy libraries
-        (HTTP clients, inference runtimes) must be imported inside the model's ``load()``, never at
-        registration time, so discovery stays cheap.
+    :param register: call ``register(ModelClass, name=None)`` once per class, or lazily
+        ``register("package.module:ModelClass", name="...")`` / ``register(name=..., loader=f)``.
+        Heavy libraries (HTTP clients, inference runtimes) must be imported inside the model's
+        ``load()``, never at registration time, so discovery stays cheap.
     :returns: nothing.
 
     .. versionadded:: 0.1
@@ -64,8 +90,10 @@ def register_models(register: Any) -> None:
 def register_transports(register: Any) -> None:
     """Register :class:`fastdistill.transport.BatchTransport` implementations.
 
-    :param register: call ``register(TransportClass, name=None)``.  Engines pick a transport by
-        its registered name from the run configuration, never by type checks.
+    :param register: call ``register(TransportClass, name=None)``, or lazily
+        ``register("package.module:TransportClass", name="...")`` (see the module docs).
+        Engines pick a transport by its registered name from the run configuration, never by
+        type checks.
     :returns: nothing.
 
     .. versionadded:: 0.1
@@ -76,8 +104,9 @@ def register_transports(register: Any) -> None:
 def register_placements(register: Any) -> None:
     """Register :class:`fastdistill.placement.PlacementStrategy` implementations.
 
-    :param register: call ``register(StrategyClass, name=None)``.  A strategy is instantiated per
-        pipeline run and assigns devices to step replicas.
+    :param register: call ``register(StrategyClass, name=None)``, or lazily
+        ``register("package.module:StrategyClass", name="...")`` (see the module docs).
+        A strategy is instantiated per pipeline run and assigns devices to step replicas.
     :returns: nothing.
 
     .. versionadded:: 0.1
@@ -88,8 +117,9 @@ def register_placements(register: Any) -> None:
 def register_engines(register: Any) -> None:
     """Register :class:`fastdistill.engine.ExecutionEngine` implementations.
 
-    :param register: call ``register(EngineClass, name=None)``.  ``Pipeline.run(engine=NAME)``
-        and ``fastdistill run --engine NAME`` select one.
+    :param register: call ``register(EngineClass, name=None)``, or lazily
+        ``register("package.module:EngineClass", name="...")`` (see the module docs).
+        ``Pipeline.run(engine=NAME)`` and ``fastdistill run --engine NAME`` select one.
     :returns: nothing.
 
     .. versionadded:: 0.1
@@ -100,7 +130,9 @@ def register_engines(register: Any) -> None:
 def register_migrations(register: Any) -> None:
     """Register pipeline-document migrations for the plugin's own components.
 
-    :param register: call ``register(func, name=None, from_version=N)``.  ``func`` takes a
+    :param register: call ``register(func, name=None, from_version=N)`` (lazily:
+        ``register("package.module:func", name="...", from_version=N)``; the keyword arguments are
+        kept as metadata without importing anything).  ``func`` takes a
         document (a ``dict``) of schema version ``N`` and returns the document upgraded to
         ``N + 1``.  Migrations run in version order when an older document is loaded.
     :returns: nothing.

@@ -8,7 +8,6 @@ problem on one request: :meth:`LLM.agenerate` returns a :class:`Generation` whos
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -102,6 +101,7 @@ class LLM(_Component):
         Generation
     ]:
         """Synchronous helper: generate for several conversations concurrently."""
+        import asyncio  # here, not at module level: ``import fastdistill`` stays cheap
 
         async def _all() -> list[Generation]:
             return list(

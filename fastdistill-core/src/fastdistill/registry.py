@@ -3,6 +3,12 @@
 Plugins are discovered through entry points in the group ``fastdistill``.  Core registers its own
 built-ins through its own entry point and the same hooks as any third-party plugin.
 
+A plugin may register a component lazily: ``register("package.module:Class", name=...)`` or
+``register(name=..., loader=zero_arg_callable)``.  Discovery then imports nothing of the
+component; :attr:`ComponentInfo.obj` imports (or calls the loader) on first use, and a target
+that fails is a :class:`~fastdistill.errors.PluginError` naming the component, the plugin and
+its distribution.  Such strings come only from a plugin's own code, never from a document.
+
 User controls (read from the ``env`` mapping given to :class:`Registry`, ``os.environ`` by
 default):
 
@@ -13,6 +19,9 @@ default):
     comma-separated entry-point or distribution names never to load.
 ``FASTDISTILL_STRICT_PLUGINS``
     ``1`` turns a broken plugin into an exception instead of a reported load error.
+``FASTDISTILL_PREFER``
+    ``name=distribution,...``: which distribution's component wins a name two plugins register
+    (without it, the name is an error when a pipeline uses it; everything else works).
 ``FASTDISTILL_TRACE_PLUGINS``
     ``1`` traces every hook call to stderr.
 """
@@ -20,6 +29,7 @@ default):
 from __future__ import annotations
 
 import difflib
+import importlib
 import re
 import sys
 import traceback
@@ -48,23 +58,84 @@ HOOK_KINDS: dict[str, str] = {
 }
 
 
+_UNSET: Any = object()
+_TARGET_RE = re.compile(
+    r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:"
+    r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+)
+
+
+def _path_of(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
+
+
 @dataclass(frozen=True)
 class ComponentInfo:
-    """One registered component: what it is, and which plugin and distribution provide it."""
+    """One registered component: what it is, and which plugin and distribution provide it.
+
+    ``target`` is set for a lazy registration: the ``"module:QualName"`` string the plugin gave,
+    or ``"module:loader()"`` for a loader callable.  :attr:`obj` loads such a component on first
+    access (and keeps it); :attr:`loaded` says whether that happened.
+    """
 
     name: str
     kind: str
-    obj: Any
     plugin: str
     distribution: str | None
     version: str | None
     meta: Mapping[str, Any] = field(default_factory=dict)
+    target: str | None = None
+    #: the registered object, or the zero-arg loader / target string of a lazy registration
+    source: Any = field(default=None, repr=False, compare=False)
+    _cache: list[Any] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def lazy(self) -> bool:
+        """True when the plugin registered a target string or a loader, not the object."""
+        return self.target is not None
+
+    @property
+    def loaded(self) -> bool:
+        """True once :attr:`obj` is available without importing anything."""
+        return not self.lazy or bool(self._cache)
+
+    @property
+    def obj(self) -> Any:
+        """The component (class or function); a lazy one is imported on first access.
+
+        :raises PluginError: a lazy target that cannot be imported or called, naming the
+            component, its plugin and distribution, with the original exception chained.
+        """
+        if not self.lazy:
+            return self.source
+        if not self._cache:
+            try:
+                if isinstance(self.source, str):
+                    module_name, _, qual = self.source.partition(":")
+                    value: Any = importlib.import_module(module_name)
+                    for part in qual.split("."):
+                        value = getattr(value, part)
+                else:
+                    value = self.source()
+                if value is None:
+                    raise TypeError("the loader returned None")
+            except Exception as exc:
+                raise PluginError(
+                    f"{self.kind} {self.name!r} registered by plugin {self.plugin!r} "
+                    f"(distribution {self.distribution or 'unknown'!r}) could not be loaded from "
+                    f"{self.target}: {type(exc).__name__}: {exc}"
+                ) from exc
+            if not self._cache:
+                self._cache.append(value)
+        return self._cache[0]
 
     @property
     def qualname(self) -> str:
-        """``module:QualName`` of the component, for display only (never imported back)."""
-        obj = self.obj
-        return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
+        """``module:QualName`` of the component (a lazy one: its target, nothing imported).
+
+        For display only: never imported back from a document.
+        """
+        return self.target if self.target is not None else _path_of(self.source)
 
 
 @dataclass
@@ -78,6 +149,8 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
     components: list[ComponentInfo] = field(default_factory=list)
     error: str | None = None
+    #: problems that do not stop the plugin (e.g. a component name another plugin also uses)
+    warnings: list[str] = field(default_factory=list)
     traceback: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,6 +165,7 @@ class PluginInfo:
                 {"name": c.name, "kind": c.kind, "object": c.qualname} for c in self.components
             ],
             "error": self.error,
+            "warnings": list(self.warnings),
         }
 
 
@@ -112,23 +186,51 @@ class Registrar:
         self._kind = kind
         self._plugin = plugin
 
-    def __call__(self, obj: Any, name: str | None = None, **meta: Any) -> None:
-        """Register ``obj`` under ``name`` (default: :func:`default_component_name`)."""
-        if obj is None:
-            raise PluginError(f"plugin {self._plugin.name!r} registered None as a {self._kind}")
+    def __call__(
+        self,
+        obj: Any = _UNSET,
+        name: str | None = None,
+        *,
+        loader: Callable[[], Any] | None = None,
+        **meta: Any,
+    ) -> None:
+        """Register ``obj`` under ``name`` (default: :func:`default_component_name`).
+
+        Lazily: ``obj`` a ``"package.module:QualName"`` string, or ``loader`` a zero-argument
+        callable returning the object; ``name`` is then required and nothing is imported until
+        the component is used.
+        """
+        where = f"plugin {self._plugin.name!r}"
+        target: str | None = None
+        if loader is not None:
+            if obj is not _UNSET:
+                raise PluginError(f"{where}: register() takes an object or loader=, not both")
+            if not callable(loader):
+                raise PluginError(f"{where}: loader= must be a zero-argument callable")
+            obj, target = loader, f"{_path_of(loader)}()"
+        elif obj is _UNSET or obj is None:
+            raise PluginError(f"{where} registered None as a {self._kind}")
+        elif isinstance(obj, str):
+            if not _TARGET_RE.fullmatch(obj):
+                raise PluginError(
+                    f"{where} registered {obj!r} as a {self._kind}: a lazy target is written "
+                    "'package.module:QualName'"
+                )
+            target = obj
+        if target is not None and not name:
+            raise PluginError(f"{where}: a lazy {self._kind} registration ({target}) needs name=")
         comp_name = name or default_component_name(obj)
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*", comp_name):
-            raise PluginError(
-                f"plugin {self._plugin.name!r} registered an invalid {self._kind} name {comp_name!r}"
-            )
+            raise PluginError(f"{where} registered an invalid {self._kind} name {comp_name!r}")
         info = ComponentInfo(
             name=comp_name,
             kind=self._kind,
-            obj=obj,
             plugin=self._plugin.name,
             distribution=self._plugin.distribution,
             version=self._plugin.version,
             meta=dict(meta),
+            target=target,
+            source=obj,
         )
         self._registry._add_component(info)
         self._plugin.components.append(info)
@@ -163,13 +265,23 @@ class Registry:
         self._strict = (
             strict if strict is not None else self._env.get("FASTDISTILL_STRICT_PLUGINS") == "1"
         )
-        self._prefer = dict(prefer or {})
+        self._prefer = {
+            k.strip(): v.strip()
+            for k, _, v in (
+                item.partition("=")
+                for item in self._env.get("FASTDISTILL_PREFER", "").split(",")
+                if "=" in item
+            )
+        }
+        self._prefer.update(prefer or {})
         self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self._pm.add_hookspecs(hookspecs)
         if self._env.get("FASTDISTILL_TRACE_PLUGINS") == "1":
             self._pm.trace.root.setwriter(sys.stderr.write)
             self._pm.enable_tracing()
         self._components: dict[tuple[str, str], ComponentInfo] = {}
+        #: names two plugins register (and no preference settles): an error when used
+        self._ambiguous: dict[tuple[str, str], list[ComponentInfo]] = {}
         self._plugins: dict[str, PluginInfo] = {}
         if discover:
             self._discover()
@@ -203,7 +315,7 @@ class Registry:
                 self._record_error(info, exc)
                 continue
             info.location = getattr(module, "__file__", None)
-            self.add_plugin(module, info=info)
+            self.add_plugin(module, info=info, discovering=True)
 
     def _record_error(self, info: PluginInfo, exc: BaseException) -> None:
         info.error = f"{type(exc).__name__}: {exc}"
@@ -223,6 +335,7 @@ class Registry:
         distribution: str | None = None,
         version: str | None = None,
         info: PluginInfo | None = None,
+        discovering: bool = False,
     ) -> PluginInfo:
         """Register a plugin object (usually a module with ``@hookimpl`` functions).
 
@@ -264,36 +377,57 @@ class Registry:
                 self._components.pop((comp.kind, comp.name), None)
             info.components.clear()
             self._pm.unregister(plugin)
-            if isinstance(exc, PluginError) and "registered by both" in str(exc):
+            if isinstance(exc, PluginError) and "registered by both" in str(exc) and not discovering:
                 raise
             self._record_error(info, exc)
         return info
 
     def _add_component(self, info: ComponentInfo) -> None:
         key = (info.kind, info.name)
-        existing = self._components.get(key)
-        if existing is not None:
-            chosen = self._prefer.get(info.name)
-            if chosen in (existing.distribution, existing.plugin):
-                return
-            if chosen in (info.distribution, info.plugin):
-                self._components[key] = info
-                return
-            raise PluginError(
-                f"{info.kind} {info.name!r} is registered by both "
-                f"{existing.distribution or existing.plugin!r} (plugin {existing.plugin!r}) and "
-                f"{info.distribution or info.plugin!r} (plugin {info.plugin!r}); uninstall one, "
-                f"block one with FASTDISTILL_BLOCK_PLUGINS, or pick one with "
-                f"Registry(prefer={{{info.name!r}: <distribution>}})"
-            )
-        self._components[key] = info
+        existing = self._components.get(key) or self._ambiguous.get(key, [None])[0]
+        if existing is None:
+            self._components[key] = info
+            return
+        chosen = self._prefer.get(info.name)
+        if chosen in (existing.distribution, existing.plugin):
+            return
+        if chosen in (info.distribution, info.plugin):
+            self._components[key] = info
+            self._ambiguous.pop(key, None)
+            return
+        message = (
+            f"{info.kind} {info.name!r} is registered by both "
+            f"{existing.distribution or existing.plugin!r} (plugin {existing.plugin!r}) and "
+            f"{info.distribution or info.plugin!r} (plugin {info.plugin!r}); uninstall one, "
+            f"block one with FASTDISTILL_BLOCK_PLUGINS, or pick one with "
+            f"FASTDISTILL_PREFER={info.name}=<distribution> "
+            f"(Python: Registry(prefer={{{info.name!r}: <distribution>}}))"
+        )
+        if existing.plugin == CORE_PLUGIN:
+            raise PluginError(message + "; core's component cannot be replaced")
+        # two plugins: the name is ambiguous, an error only for pipelines that use it
+        self._components.pop(key, None)
+        self._ambiguous.setdefault(key, [existing]).append(info)
+        for plugin_name in (existing.plugin, info.plugin):
+            plugin = self._plugins.get(plugin_name)
+            if plugin is not None and message not in plugin.warnings:
+                plugin.warnings.append(message)
 
     # ----------------------------------------------------------------- queries
     def get(self, kind: str, name: str) -> ComponentInfo:
-        """The component of ``kind`` named ``name``; an unknown name lists close names."""
+        """The component of ``kind`` named ``name``; an unknown name lists close names, and a
+        name two plugins register is an error naming both."""
         found = self._components.get((kind, name))
         if found is not None:
             return found
+        if (kind, name) in self._ambiguous:
+            rivals = self._ambiguous[(kind, name)]
+            dists = " and ".join(repr(c.distribution or c.plugin) for c in rivals)
+            raise PluginError(
+                f"{kind} {name!r} is registered by both {dists}; uninstall one, block one with "
+                f"FASTDISTILL_BLOCK_PLUGINS, or pick one with FASTDISTILL_PREFER={name}=<distribution>"
+                f" (Python: Registry(prefer={{{name!r}: <distribution>}}))"
+            )
         known = sorted(n for k, n in self._components if k == kind)
         close = difflib.get_close_matches(name, known, n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
@@ -338,12 +472,36 @@ class Registry:
         )
 
     def name_of(self, obj: Any) -> ComponentInfo | None:
-        """The registration of a class (or of an instance's class), if it is registered."""
+        """The registration of a class (or of an instance's class), if it is registered.
+
+        Lazy components are compared without importing anything new: by target string, or by
+        loading those whose module is already imported (the class's module is).
+        """
         cls = obj if isinstance(obj, type) else type(obj)
+        path = _path_of(cls)
+        pending: list[ComponentInfo] = []
         for comp in self._components.values():
-            if comp.obj is cls:
+            if comp.loaded:
+                if comp.obj is cls:
+                    return comp
+            elif comp.target == path:
+                if self._loads_as(comp, cls):
+                    return comp
+            else:
+                pending.append(comp)
+        for comp in pending:  # re-exported targets ("pkg:Cls") and loader callables
+            if isinstance(comp.source, str) and comp.source.partition(":")[0] not in sys.modules:
+                continue  # cls cannot come from a module that was never imported
+            if self._loads_as(comp, cls):
                 return comp
         return None
+
+    @staticmethod
+    def _loads_as(comp: ComponentInfo, cls: type) -> bool:
+        try:
+            return comp.obj is cls
+        except PluginError:
+            return False
 
     def plugins(self) -> list[PluginInfo]:
         """Every discovered plugin, loaded or broken, core first."""
@@ -360,7 +518,7 @@ class Registry:
         )
 
     def iter_kind(self, kind: str) -> Iterable[tuple[str, Any]]:
-        """``(name, object)`` pairs of one kind."""
+        """``(name, object)`` pairs of one kind (lazy components are loaded as iterated)."""
         return ((c.name, c.obj) for c in self.components(kind))
 
     def call_hook(self, hook_name: str, register: Callable[..., Any]) -> None:

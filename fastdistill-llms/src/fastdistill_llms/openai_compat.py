@@ -1,7 +1,9 @@
 """``openai_compat``: any server that speaks OpenAI's chat-completions API.
 
-OpenAI, OpenRouter, vLLM, llama.cpp's server, Ollama's ``/v1`` ... One ``httpx.AsyncClient`` and
-one concurrency limit per event loop, created lazily inside the loop.  Transient failures (429,
+OpenAI, OpenRouter, vLLM, llama.cpp's server, Ollama's ``/v1`` ... One concurrency limit
+(``max_concurrency`` requests in flight) per event loop, created lazily inside the loop, served by
+a few small ``httpx.AsyncClient`` pools of at most 8 connections each (one large httpx pool costs
+O(connections) CPU per request; see :mod:`fastdistill_llms._httppool`).  Transient failures (429,
 5xx, connection errors, timeouts, malformed JSON) are retried with exponential backoff and
 jitter, honouring ``Retry-After``; other 4xx answers are not retried.  A provider problem never
 raises: the :class:`~fastdistill.Generation` says what went wrong (cases C12, C13).
@@ -32,6 +34,7 @@ from fastdistill import LLM, Generation, RuntimeParameter
 from fastdistill.models import Message
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from fastdistill_llms._httppool import ClientShards
 from fastdistill_llms._kwargs import OPENAI_KEYS, normalize_generation_kwargs
 from fastdistill_llms._ratelimit import RateBudget, estimate_tokens
 from fastdistill_llms._runtime import ModelRuntime
@@ -42,6 +45,9 @@ from fastdistill_llms.structured import (
     validate_generation,
     validator_for,
 )
+
+#: ``asyncio.timeout`` (Python >= 3.11), else ``None`` (``asyncio.wait_for`` is used)
+_timeout = getattr(asyncio, "timeout", None)
 
 #: longest wait honoured from a ``Retry-After`` header, in seconds
 MAX_RETRY_AFTER_S = 120.0
@@ -96,6 +102,8 @@ class OpenAICompatLLM(LLM):
         corrected with the reported usage).
     :param structured_output: JSON schema of the answer (a pydantic model class is stored as its
         schema); answers are parsed and validated, ``invalid_output`` when they do not match.
+    :param max_concurrency: requests in flight per event loop (default 64), shared by every task
+        using this instance in that loop; a task's ``max_in_flight`` above it is capped by it.
     :param structured_output_mode: ``response_format`` (OpenAI ``json_schema`` response format)
         or ``json_schema`` (llama.cpp's request field).
     """
@@ -113,7 +121,11 @@ class OpenAICompatLLM(LLM):
     timeout_s: float = Field(default=60.0, gt=0, description="Timeout of one attempt, seconds.")
     max_retries: int = Field(default=3, ge=0, description="Retries after the first attempt.")
     backoff_base_s: float = Field(default=0.5, ge=0, description="First retry delay, seconds.")
-    max_concurrency: int = Field(default=16, ge=1, description="Requests in flight per loop.")
+    max_concurrency: int = Field(
+        default=64,
+        ge=1,
+        description="Requests in flight per event loop (a task's max_in_flight above it waits).",
+    )
     generation_kwargs: dict[str, Any] = Field(default_factory=dict)
     rpm: float | None = Field(default=None, gt=0, description="Requests-per-minute budget.")
     tpm: float | None = Field(default=None, gt=0, description="Tokens-per-minute budget.")
@@ -173,21 +185,27 @@ class OpenAICompatLLM(LLM):
         self._rt.extra.clear()
         self._rt.loaded = False
 
-    def _make_client(self) -> Any:
+    def _make_client(self) -> ClientShards:
         import httpx
 
         headers = {"Content-Type": "application/json"}
         if self._rt.secret:
             headers["Authorization"] = f"Bearer {self._rt.secret}"
-        client = httpx.AsyncClient(
-            timeout=httpx.Timeout(self.timeout_s),
-            limits=httpx.Limits(
-                max_connections=self.max_concurrency,
-                max_keepalive_connections=self.max_concurrency,
-            ),
-            headers=headers,
-        )
-        return (client, asyncio.Semaphore(self.max_concurrency))
+        timeout = httpx.Timeout(self.timeout_s)
+        # one TLS context for every shard: building one costs ~20 ms (CA bundle), per client
+        ssl_context = httpx.create_ssl_context()
+
+        def one(connections: int) -> httpx.AsyncClient:
+            return httpx.AsyncClient(
+                verify=ssl_context,
+                timeout=timeout,
+                limits=httpx.Limits(
+                    max_connections=connections, max_keepalive_connections=connections
+                ),
+                headers=headers,
+            )
+
+        return ClientShards(one, self.max_concurrency)
 
     # ------------------------------------------------------------------ requests
     def request_body(self, messages: Sequence[Message], **overrides: Any) -> dict[str, Any]:
@@ -213,20 +231,24 @@ class OpenAICompatLLM(LLM):
         if not self._rt.loaded:
             self.load()
         body = self.request_body(messages, **overrides)
-        client, sem = await self._rt.for_loop(self._make_client, _close_client)
+        shards: ClientShards = await self._rt.for_loop(self._make_client, _close_client)
         budget: RateBudget | None = self._rt.extra.get("budget")
-        estimate = estimate_tokens(len(json.dumps(body["messages"])), body.get("max_tokens"))
+        if budget is not None and not budget.active:
+            budget = None
+        estimate = 0
+        if budget is not None:
+            estimate = estimate_tokens(len(json.dumps(body["messages"])), body.get("max_tokens"))
         url = f"{self.base_url}/chat/completions"
         start = time.perf_counter()
         last: _Retryable | None = None
         for attempt in range(self.max_retries + 1):
             if attempt:
                 await asyncio.sleep(self._delay(attempt, last))
-            if budget is not None and budget.active:
+            if budget is not None:
                 await asyncio.sleep(budget.reserve(estimate))
+            client = await shards.acquire()
             try:
-                async with sem:
-                    gen = await self._attempt(client, url, body)
+                gen = await self._attempt(client, url, body)
             except _Retryable as exc:
                 last = exc
                 continue
@@ -236,8 +258,10 @@ class OpenAICompatLLM(LLM):
             except httpx.TransportError as exc:  # connect errors, reset connections ...
                 last = _Retryable("provider_error", f"{type(exc).__name__}: {exc}")
                 continue
+            finally:
+                shards.release(client)
             gen.latency_s = time.perf_counter() - start
-            if budget is not None and budget.active and gen.usage:
+            if budget is not None and gen.usage:
                 budget.settle(estimate, sum(gen.usage.values()))
             validator = self.output_validator()
             return gen if validator is None else validate_generation(gen, validator)
@@ -259,7 +283,11 @@ class OpenAICompatLLM(LLM):
         return base * (0.5 + random.random())  # noqa: S311 - jitter, not cryptography
 
     async def _attempt(self, client: Any, url: str, body: dict[str, Any]) -> Generation:
-        resp = await asyncio.wait_for(client.post(url, json=body), self.timeout_s)
+        if _timeout is not None:  # Python >= 3.11: no extra task per request
+            async with _timeout(self.timeout_s):
+                resp = await client.post(url, json=body)
+        else:  # pragma: no cover - Python 3.10
+            resp = await asyncio.wait_for(client.post(url, json=body), self.timeout_s)
         status = resp.status_code
         if status == 429 or status >= 500:
             raise _Retryable(
@@ -320,6 +348,5 @@ def parse_choice(
     return gen
 
 
-async def _close_client(res: Any) -> None:
-    client, _sem = res
-    await client.aclose()
+async def _close_client(shards: ClientShards) -> None:
+    await shards.aclose()

@@ -29,19 +29,15 @@ def register_placements(register: Any) -> None:
 
 @hookimpl
 def register_engines(register: Any) -> None:
-    """The local streaming engine."""
-    from fastdistill.engine.local import LocalEngine
-
-    register(LocalEngine, name="local")
+    """The local streaming engine (registered lazily: discovery imports no engine module)."""
+    register("fastdistill.engine.local:LocalEngine", name="local")
 
 
 @hookimpl
 def register_steps(register: Any) -> None:
     """Generic steps every pipeline may need: load rows from a list, keep columns."""
-    from fastdistill.builtins.steps import KeepColumns, LoadFromDicts
-
-    register(LoadFromDicts, name="load_from_dicts")
-    register(KeepColumns, name="keep_columns")
+    register("fastdistill.builtins.steps:LoadFromDicts", name="load_from_dicts")
+    register("fastdistill.builtins.steps:KeepColumns", name="keep_columns")
 
 
 @hookimpl

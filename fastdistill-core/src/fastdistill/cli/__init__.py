@@ -188,11 +188,12 @@ def _plugins(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title="fastdistill plugins", title_justify="left")
-    for col in ("plugin", "distribution", "version", "components", "error"):
+    for col in ("plugin", "distribution", "version", "components", "problems"):
         table.add_column(col)
     for p in plugins:
         comps = ", ".join(f"{c['name']} ({c['kind']})" for c in p["components"])
-        table.add_row(p["name"], p["distribution"] or "-", p["version"] or "-", comps, p["error"] or "")
+        problems = "; ".join([p["error"]] if p["error"] else []) or "; ".join(p.get("warnings", []))
+        table.add_row(p["name"], p["distribution"] or "-", p["version"] or "-", comps, problems)
     Console().print(table)
     return 0
 
