@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -52,6 +54,22 @@ class StorageBackend:
                 self.fs.rm(tmp)
             raise
         return target
+
+    @contextlib.contextmanager
+    def open_atomic(self, rel: str) -> Iterator[IO[bytes]]:
+        """A binary file to stream into; it appears at ``rel`` only when the block succeeds."""
+        target = self.path(rel)
+        parent = target.rsplit("/", 1)[0]
+        self.fs.makedirs(parent, exist_ok=True)
+        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
+        try:
+            with self.fs.open(tmp, "wb") as fh:
+                yield fh
+            self.fs.mv(tmp, target)
+        except BaseException:
+            if self.fs.exists(tmp):
+                self.fs.rm(tmp)
+            raise
 
     def write_text(self, rel: str, text: str) -> str:
         """Atomically write UTF-8 text."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from operator import itemgetter
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, SkipValidation, field_validator
 
 from fastdistill.context import StepContext
 from fastdistill.rows import Row
@@ -15,11 +16,30 @@ from fastdistill.step import GeneratorStep, Step
 class LoadFromDicts(GeneratorStep):
     """Yield rows given inline (in Python or in the pipeline document)."""
 
-    data: list[dict[str, Any]] = Field(default_factory=list, description="The rows.")
+    #: the same parameters give the same rows: the engine regenerates them on resume instead
+    #: of checkpointing them
+    deterministic: ClassVar[bool] = True
 
-    def output_columns(self) -> list[str]:
-        """Every key of the first row."""
-        return list(self.data[0]) if self.data else []
+    # the caller's list is kept as is (not copied row by row); its type is checked below
+    data: Annotated[list[dict[str, Any]], SkipValidation] = Field(
+        default_factory=list, description="The rows."
+    )
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _check_data(cls, value: Any) -> Any:
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ValueError(f"data must be a list of rows (dicts), not {type(value).__name__}")
+        for i, row in enumerate(value):
+            if not isinstance(row, dict):
+                raise ValueError(f"data[{i}] must be a dict, not {type(row).__name__}")
+        return value
+
+    def output_columns(self) -> list[str] | None:  # type: ignore[override]
+        """Every key of the first row (``None`` without rows: no row, no column to check)."""
+        return list(self.data[0]) if self.data else None
 
     def total_rows(self, ctx: StepContext) -> int | None:
         """Number of rows (after ``ctx.limit``)."""
@@ -48,7 +68,18 @@ class KeepColumns(Step):
 
     def process(self, rows: list[Row], ctx: StepContext) -> Iterable[Row]:
         """Project each row (private engine columns are kept)."""
-        return [
-            {**{k: v for k, v in r.items() if k.startswith("_")}, **{c: r.get(c) for c in self.columns}}
-            for r in rows
-        ]
+        cols = self.columns
+        if not rows:
+            return []
+        shape = rows[0].keys()
+        names = [k for k in shape if k.startswith("_")] + list(cols)
+        fast = len(names) > 1 and all(c in shape for c in cols)
+        getter = itemgetter(*names) if fast else None
+        out = []
+        for r in rows:
+            if getter is not None and r.keys() == shape:  # rows shaped like the first: in C
+                out.append(dict(zip(names, getter(r), strict=True)))
+            else:
+                out.append({**{k: v for k, v in r.items() if k.startswith("_")},
+                            **{c: r.get(c) for c in cols}})
+        return out

@@ -10,8 +10,11 @@ A request is identified by the sha256 of the canonical JSON of
 Only successful generations (:attr:`Generation.ok`) are stored, so a failed request is asked
 again next time.  Entries live in one SQLite database (WAL mode, one row per key: ``key``,
 ``created``, ``model``, ``generation`` JSON) at ``$FASTDISTILL_CACHE_DIR/llm_responses.sqlite``
-(default ``~/.cache/fastdistill/``), shared across runs and pipelines.  Every write is a single
-autocommitted statement, so a run killed at any moment leaves either the whole entry or none.
+(default ``~/.cache/fastdistill/``), shared across runs and pipelines.  Writes go through one
+background writer thread per instance (:mod:`fastdistill.cache.writer`) that stores every
+waiting entry in one transaction, so a run killed at any moment leaves either the whole entry
+or none; a caller is told "stored" only once its entry is committed (``get_or_generate`` awaits
+that without blocking its event loop), so a finished request is always in the cache.
 
 Concurrency: one connection per instance and process, guarded by a lock, so any number of threads
 may share an instance; other processes use their own connections and SQLite's locking (with a
@@ -30,17 +33,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fastdistill.cache.keys import (  # noqa: F401 (re-exported: the public names live here too)
+    KEY_VERSION,
+    SCHEMA_ATTRS,
+    request_key,
+    request_material,
+)
+from fastdistill.cache.writer import CacheWriter
 from fastdistill.errors import FastDistillError
 from fastdistill.models import Generation
 
@@ -53,20 +61,8 @@ if TYPE_CHECKING:
 CACHE_DIR_ENV = "FASTDISTILL_CACHE_DIR"
 #: file name of the response database inside the cache folder
 DB_FILENAME = "llm_responses.sqlite"
-#: version of the key material; bump it to invalidate every existing entry
-KEY_VERSION = 1
-#: model attributes that carry a structured-output schema or response format
-SCHEMA_ATTRS = (
-    "structured_output", "structured_output_mode", "response_format", "output_schema",
-    "json_schema",
-)
-
-#: mapping keys treated as secrets (``api_key``, ``auth_token``, ``Authorization`` ...), never
-#: ``max_tokens``
-_SECRET_KEY = re.compile(
-    r"(^|[_\-])(api_?key|token|secret|password|authori[sz]ation|credentials?|auth)$", re.I
-)
 _GEN_FIELDS = frozenset(f.name for f in dataclasses.fields(Generation)) - {"cached"}
+_GEN_ORDER = tuple(f.name for f in dataclasses.fields(Generation) if f.name != "cached")
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS responses ("
     "key TEXT PRIMARY KEY, created REAL NOT NULL, model TEXT, generation TEXT NOT NULL)"
@@ -89,70 +85,6 @@ def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:
 def default_cache_path(env: Mapping[str, str] | None = None) -> Path:
     """The response database in :func:`default_cache_dir`."""
     return default_cache_dir(env) / DB_FILENAME
-
-
-# ----------------------------------------------------------------------------- keys
-def _scrub(value: Any) -> Any:
-    """``value`` without mapping entries whose key looks like a secret (recursively)."""
-    if isinstance(value, Mapping):
-        return {str(k): _scrub(v) for k, v in value.items() if not _SECRET_KEY.search(str(k))}
-    if isinstance(value, (list, tuple)):
-        return [_scrub(v) for v in value]
-    return value
-
-
-def _jsonable(obj: Any) -> Any:
-    """JSON fallback for schema classes, pydantic objects and paths; anything else is refused."""
-    from pydantic import BaseModel, SecretStr
-
-    if isinstance(obj, SecretStr):
-        return "**secret**"
-    if isinstance(obj, type) and issubclass(obj, BaseModel):
-        return obj.model_json_schema()
-    if isinstance(obj, BaseModel):
-        return _scrub(obj.model_dump(mode="json"))
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj, key=repr)
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not part of a cacheable request")
-
-
-def _schema_of(llm: LLM, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    found = {a: getattr(llm, a, None) for a in SCHEMA_ATTRS}
-    found.update({a: overrides[a] for a in SCHEMA_ATTRS if a in overrides})
-    # a schema class (e.g. a pydantic model) is kept; other callables are not request content
-    return {
-        k: v for k, v in found.items()
-        if v is not None and (isinstance(v, type) or not callable(v))
-    }
-
-
-def request_material(
-    llm: LLM, messages: Sequence[Message], overrides: Mapping[str, Any]
-) -> dict[str, Any]:
-    """What identifies a request (no secrets): the input of :func:`request_key`."""
-    params = {**dict(getattr(llm, "generation_kwargs", None) or {}), **dict(overrides)}
-    return {
-        "v": KEY_VERSION,
-        "model": _scrub(llm.identity()),
-        "messages": [dict(m) for m in messages],
-        "params": _scrub(params),
-        "schema": _schema_of(llm, overrides),
-    }
-
-
-def request_key(llm: LLM, messages: Sequence[Message], overrides: Mapping[str, Any]) -> str:
-    """sha256 of the canonical JSON of :func:`request_material`.
-
-    Raises ``TypeError`` when the request holds a value with no canonical JSON form (such a
-    request is never cached).
-    """
-    canonical = json.dumps(
-        request_material(llm, messages, overrides),
-        sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_jsonable,
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 # ----------------------------------------------------------------------------- cache
@@ -185,6 +117,7 @@ class LLMResponseCache:
         self._warned_transient = False
         self._counts = {"hits": 0, "misses": 0, "stores": 0, "bypassed": 0, "errors": 0}
         self._inflight: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[Any]] = {}
+        self._writer = CacheWriter(self._write_many)
 
     # ------------------------------------------------------------------ pickling / repr
     def __getstate__(self) -> dict[str, Any]:
@@ -208,6 +141,18 @@ class LLMResponseCache:
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
         self._conn = None  # a connection inherited through fork is never used
+        conn = self._new_connection()
+        if conn is not None:
+            self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def _new_connection(self) -> sqlite3.Connection | None:
+        """A new connection (schema checked); ``None`` if the cache is (now) disabled.
+
+        Call with ``self._lock`` held.
+        """
+        if self._disabled:
+            return None
         import sqlite3
 
         try:
@@ -231,8 +176,46 @@ class LLMResponseCache:
                 raise  # locked right now: the caller treats this one operation as a miss
             self._disable(exc)
             return None
-        self._conn, self._pid = conn, os.getpid()
         return conn
+
+    def _write_many(
+        self, rows: list[tuple[Any, ...]], conn: sqlite3.Connection | None
+    ) -> tuple[Any, sqlite3.Connection | None]:
+        """Store ``rows`` in one transaction on the writer thread's own connection."""
+        import sqlite3
+
+        try:
+            if conn is None:
+                with self._lock:
+                    conn = self._new_connection()
+                if conn is None:
+                    return False, None
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO responses (key, created, model, generation) "
+                    "VALUES (?,?,?,?)", rows,
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            with self._lock:
+                if isinstance(exc, sqlite3.OperationalError) and _is_transient(exc):
+                    self._transient("this answer was not stored", exc)
+                    return False, conn
+                self._disable(exc)  # raises LLMCacheError when strict
+            if conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            return False, None
+        except LLMCacheError as exc:
+            return exc, conn
+        with self._lock:
+            self._counts["stores"] += len(rows)
+        return True, conn
 
     def _disable(self, exc: BaseException) -> None:
         reason = f"{type(exc).__name__}: {exc}"
@@ -299,27 +282,54 @@ class LLMResponseCache:
         gen.cached = True
         return gen
 
-    def put(self, key: str, gen: Generation) -> bool:
-        """Store a successful ``gen`` under ``key`` (atomically); failures are never stored."""
-        if not gen.ok:
-            return False
-        data = {k: v for k, v in dataclasses.asdict(gen).items() if k in _GEN_FIELDS}
+    def _entry(self, key: str, gen: Generation) -> tuple[Any, ...] | None:
+        """The database row for a successful ``gen`` (``None``: not stored)."""
+        if not gen.ok or self._disabled:
+            return None
+        data = {k: getattr(gen, k) for k in _GEN_ORDER}
         try:
             text = json.dumps(data, ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
             logger.debug("generation not stored: it has no JSON form (%s)", exc)
             self._tally("bypassed")
+            return None
+        return (key, time.time(), gen.model or None, text)
+
+    def put(self, key: str, gen: Generation) -> bool:
+        """Store a successful ``gen`` under ``key`` (atomically; returns once committed);
+        failures are never stored."""
+        row = self._entry(key, gen)
+        if row is None:
             return False
-        stored = self._run(
-            "this answer was not stored",
-            "INSERT OR REPLACE INTO responses (key, created, model, generation) VALUES (?,?,?,?)",
-            (key, time.time(), gen.model or None, text),
-        )
-        if stored is None:
+        done = threading.Event()
+        box: list[Any] = []
+
+        def notify(result: Any) -> None:
+            box.append(result)
+            done.set()
+
+        self._writer.submit(row, notify)
+        done.wait()
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        return bool(box[0])
+
+    async def aput(self, key: str, gen: Generation) -> bool:
+        """:meth:`put` for a coroutine: waits for the commit without blocking the loop."""
+        row = self._entry(key, gen)
+        if row is None:
             return False
-        with self._lock:
-            self._counts["stores"] += 1
-        return True
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+
+        def notify(result: Any) -> None:
+            loop.call_soon_threadsafe(_resolve, future, result)
+
+        self._writer.submit(row, notify)
+        result = await future
+        if isinstance(result, BaseException):
+            raise result
+        return bool(result)
 
     def count(self) -> int:
         """Number of stored entries (0 when the cache is disabled)."""
@@ -340,7 +350,8 @@ class LLMResponseCache:
         return out
 
     def close(self) -> None:
-        """Close this process's connection (a later use reopens it)."""
+        """Write what is queued and close this process's connections (a later use reopens)."""
+        self._writer.close()
         with self._lock:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
@@ -404,7 +415,7 @@ class LLMResponseCache:
             self._tally("misses")
             gen = await llm.agenerate(messages, **overrides)
             if isinstance(gen, Generation):
-                self.put(key, gen)
+                await self.aput(key, gen)
             return gen
         finally:
             if slot is not None:
@@ -413,3 +424,8 @@ class LLMResponseCache:
                 if future is not None and not future.done():
                     shared = dataclasses.replace(gen, usage=dict(gen.usage)) if gen else None
                     future.set_result(shared)
+
+
+def _resolve(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():
+        future.set_result(result)

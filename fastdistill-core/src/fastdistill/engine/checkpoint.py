@@ -3,27 +3,36 @@
 Layout inside a run's output (through the :class:`~fastdistill.storage.StorageBackend`)::
 
     .fastdistill/state.json                 pipeline signature, status, last run id
-    .fastdistill/steps/<signature>/*.jsonl  one file per processed batch (atomic, never rewritten)
+    .fastdistill/steps/<signature>/*.jsonl  one file per group commit (atomic, never rewritten)
     .fastdistill/steps/<signature>/done.json  the step saw all of its input
 
-Each batch file holds the ids of the input rows, the rows the step kept and the rows it rejected
-with their reasons.  Writing a checkpoint costs O(batch), never O(everything so far).  A step's
+A step records each processed batch into a buffer (encoded at once, so later in-place changes by
+downstream steps cannot leak in) and commits the buffer as one atomically written file when it
+holds ``max_rows`` rows or ``max_bytes`` bytes, when ``window_s`` passed since the last commit,
+and always at the end of the step or on cancel.  A run killed between two commits recomputes
+the uncommitted rows (an LLM task's completed requests are answered by the response cache).
+Each line of a file is one record or a JSON array of records (one batch): the rows the step
+kept and the rows it rejected with their reasons, as deltas against the input row.  Writing a
+checkpoint costs O(new data), never O(everything so far).  A step's
 folder is named by its signature (component, version, parameters, upstream signatures), so a
 changed step, and every step after it, starts from scratch while the steps before it replay.
 """
 
 from __future__ import annotations
 
-import json
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
+from fastdistill.engine.codec import dumps, loads
 from fastdistill.rows import ROW_ID, Rejection, Row
 from fastdistill.storage import StorageBackend
 
 STATE_DIR = ".fastdistill"
+_MISSING = object()
 
 
 Entry = tuple[dict[str, Any], list[str], bool]  # (columns, dropped columns, full row?)
@@ -33,10 +42,67 @@ def _delta(row: Row, source: Row | None, keep: tuple[str, ...]) -> dict[str, Any
     """A kept/rejected row as stored: only what differs from its input row (O(new data))."""
     if source is None:
         return {"row": row}
-    changed = {k: v for k, v in row.items() if k in keep or k not in source or source[k] != v}
+    get = source.get
+    changed = {
+        k: v for k, v in row.items()
+        if k in keep or ((s := get(k, _MISSING)) is not v and (s is _MISSING or s != v))
+    }
     changed[ROW_ID] = row.get(ROW_ID)
     dropped = [k for k in source if k not in row]
     return {"delta": changed, "drop": dropped} if dropped else {"delta": changed}
+
+
+def _kept_records(
+    kept: list[Row], src: dict[Any, Row], keep: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """Records of the kept rows: one columnar record for the rows shaped like the first one
+    (same columns in and out, the same columns changed), per-row deltas for the others."""
+    first = kept[0] if len(kept) >= 8 else None
+    s0 = src.get(first.get(ROW_ID)) if first is not None else None
+    if first is None or s0 is None:
+        return [_delta(row, src.get(row.get(ROW_ID)), keep) for row in kept]
+    changed = [
+        k for k, v in first.items()
+        if k != ROW_ID
+        and (k in keep or (s := s0.get(k, _MISSING)) is _MISSING or s is not v and s != v)
+    ]
+    same = [k for k in first if k != ROW_ID and k not in changed]
+    dropped = [k for k in s0 if k not in first]
+    out_keys, in_keys = first.keys(), s0.keys()
+    getter = itemgetter(*same) if same else None
+    ok: list[Row] = []
+    rest: list[dict[str, Any]] = []
+    for row in kept:
+        s = src.get(row.get(ROW_ID))
+        if (
+            s is not None
+            and row.keys() == out_keys
+            and s.keys() == in_keys
+            and (getter is None or getter(row) == getter(s))
+        ):
+            ok.append(row)
+        else:
+            rest.append(_delta(row, s, keep))
+    rec: dict[str, Any] = {
+        "ids": [r[ROW_ID] for r in ok],
+        "cols": {k: [r[k] for r in ok] for k in changed},
+    }
+    if dropped:
+        rec["drop"] = dropped
+    return [rec, *rest] if ok else rest
+
+
+def _expand(rec: dict[str, Any]) -> list[tuple[str, Entry]]:
+    """The per-row entries of a columnar record."""
+    names = list(rec["cols"])
+    columns = [rec["cols"][k] for k in names]
+    drop = list(rec.get("drop", []))
+    out = []
+    for i, rid in enumerate(rec["ids"]):
+        cols = {k: col[i] for k, col in zip(names, columns, strict=True)}
+        cols[ROW_ID] = rid
+        out.append((str(rid), (cols, drop, False)))
+    return out
 
 
 def _entry(rec: dict[str, Any]) -> Entry:
@@ -88,7 +154,15 @@ class StepCheckpoint:
     """Append-only batch log of one step under ``.fastdistill/steps/<signature>/``."""
 
     def __init__(
-        self, storage: StorageBackend, signature: str, step: str, state_columns: tuple[str, ...] = ()
+        self,
+        storage: StorageBackend,
+        signature: str,
+        step: str,
+        state_columns: tuple[str, ...] = (),
+        *,
+        window_s: float = 0.5,
+        max_rows: int = 2000,
+        max_bytes: int = 1 << 20,
     ) -> None:
         self.storage = storage
         self.rel = f"{STATE_DIR}/steps/{signature}"
@@ -96,23 +170,36 @@ class StepCheckpoint:
         self.state_columns = tuple(state_columns)
         self._lock = threading.Lock()
         self._seq = 0
+        self.window_s = window_s
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self._buf: list[bytes] = []
+        self._buf_rows = 0
+        self._buf_bytes = 0
+        self._last_commit = time.monotonic()
+        self.commits = 0
 
     def load(self) -> Replay:
         """Read every batch file written by earlier attempts (unfinished temp files ignored)."""
         replay = Replay()
         names = [n for n in self.storage.listdir(self.rel) if n.endswith(".jsonl")]
         for name in sorted(names):
-            raw = self.storage.read_bytes(f"{self.rel}/{name}").decode("utf-8")
+            raw = self.storage.read_bytes(f"{self.rel}/{name}")
             for line in raw.splitlines():
                 if not line.strip():
                     continue
-                rec = json.loads(line)
-                entry = _entry(rec)
-                rid = str(rec.get("src") or entry[0].get(ROW_ID))
-                if "why" in rec:
-                    replay.rejected[rid] = (entry, Rejection(**rec["why"]))
-                else:
-                    replay.kept.setdefault(rid, []).append(entry)
+                doc = loads(line)
+                for rec in doc if isinstance(doc, list) else (doc,):
+                    if "ids" in rec:
+                        for rid, entry in _expand(rec):
+                            replay.kept.setdefault(rid, []).append(entry)
+                        continue
+                    entry = _entry(rec)
+                    rid = str(rec.get("src") or entry[0].get(ROW_ID))
+                    if "why" in rec:
+                        replay.rejected[rid] = (entry, Rejection(**rec["why"]))
+                    else:
+                        replay.kept.setdefault(rid, []).append(entry)
         if self.storage.exists(f"{self.rel}/done.json"):
             replay.done = self.storage.read_json(f"{self.rel}/done.json")
         self._seq = len(names)
@@ -124,33 +211,64 @@ class StepCheckpoint:
         rejected: list[tuple[Row, Rejection]],
         sources: dict[str, Row] | None = None,
     ) -> None:
-        """Save one processed batch atomically.  With ``sources`` (input rows by id), only the
-        columns a step changed are stored: a checkpoint costs O(new data)."""
+        """Buffer one processed batch (committed by :meth:`maybe_commit` / :meth:`commit`).
+
+        With ``sources`` (input rows by id, as they were before the step ran), only the columns
+        a step changed are stored: a checkpoint costs O(new data)."""
         if not kept and not rejected:
             return
-        src = sources or {}
-        lines = []
-        for row in kept:
-            rec = _delta(row, src.get(row.get(ROW_ID)), self.state_columns)
-            lines.append(json.dumps(rec, ensure_ascii=False, default=str))
+        src: dict[Any, Row] = sources or {}
+        keep = self.state_columns
+        recs = _kept_records(kept, src, keep) if kept else []
         for row, rej in rejected:
-            rec = {**_delta(row, src.get(row.get(ROW_ID)), self.state_columns), "why": rej.to_dict()}
-            lines.append(json.dumps(rec, ensure_ascii=False, default=str))
+            rec = _delta(row, src.get(row.get(ROW_ID)), keep)
+            rec["why"] = rej.to_dict()
+            recs.append(rec)
+        line = dumps(recs) + b"\n"
         with self._lock:
+            self._buf.append(line)
+            self._buf_rows += len(kept) + len(rejected)
+            self._buf_bytes += len(line)
+
+    def due(self) -> bool:
+        """Whether the buffer should be committed now (size or age)."""
+        return bool(self._buf) and (
+            self._buf_rows >= self.max_rows
+            or self._buf_bytes >= self.max_bytes
+            or time.monotonic() - self._last_commit >= self.window_s
+        )
+
+    def maybe_commit(self) -> None:
+        """Commit the buffer if it is due."""
+        if self.due():
+            self.commit()
+
+    def commit(self) -> None:
+        """Write the buffered batches as one new file, atomically."""
+        with self._lock:
+            self._last_commit = time.monotonic()
+            if not self._buf:
+                return
+            data = b"".join(self._buf)
+            self._buf, self._buf_rows, self._buf_bytes = [], 0, 0
             self._seq += 1
             seq = self._seq
         name = f"{seq:09d}-{uuid.uuid4().hex[:8]}.jsonl"
-        self.storage.write_text(f"{self.rel}/{name}", "\n".join(lines) + "\n")
+        self.storage.write_bytes(f"{self.rel}/{name}", data)
+        self.commits += 1
 
     def clear(self) -> None:
         """Forget this step's batches (its earlier attempt is being redone from scratch)."""
         path = self.storage.path(self.rel)
         if self.storage.fs.exists(path):
             self.storage.fs.rm(path, recursive=True)
+        with self._lock:
+            self._buf, self._buf_rows, self._buf_bytes = [], 0, 0
         self._seq = 0
 
     def mark_done(self, info: dict[str, Any]) -> None:
-        """The step consumed all of its input in this attempt."""
+        """The step consumed all of its input in this attempt (the buffer is committed first)."""
+        self.commit()
         self.storage.write_json(f"{self.rel}/done.json", info)
 
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import json
+import heapq
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from operator import itemgetter
+from typing import IO, Any
 
-from fastdistill.rows import REJECTION, ROW_ID, Rejection, Row, public_row
+from fastdistill.engine.codec import dumps, loads
+from fastdistill.rows import REJECTION, ROW_ID, Rejection, Row
 from fastdistill.storage import StorageBackend
+
+#: rows a sink sorts in memory before it writes them out as one sorted run
+RUN_ROWS = 20_000
+_KEY = itemgetter(0)
 
 
 @dataclass
@@ -33,17 +40,26 @@ class StepStats:
 
     def observe_output(self, rows: list[Row]) -> None:
         """Fold a batch of output rows into the manifest statistics."""
+        if not rows:
+            return
+        n = len(rows)
+        # columns from a sample of the batch (first, last and a few between): a batch's rows
+        # share their columns, and every batch is sampled
+        sample = rows if n <= 8 else [rows[i] for i in range(0, n, max(1, n // 8))] + [rows[-1]]
+        cols = {k for r in sample for k in r if not k.startswith("_")}
+        # every row's sample_id when the batch carries them (sampled rows tell), else none
+        scan = rows if any("sample_id" in r for r in sample) else ()
+        sids = [s for r in scan if isinstance(s := r.get("sample_id"), str)]
         with self.lock:
-            self.rows_out += len(rows)
-            for r in rows:
-                if len(self.columns) < 512:
-                    self.columns.update(k for k in r if not k.startswith("_"))
-                sid = r.get("sample_id")
-                if isinstance(sid, str):
-                    if self.min_sample_id is None or sid < self.min_sample_id:
-                        self.min_sample_id = sid
-                    if self.max_sample_id is None or sid > self.max_sample_id:
-                        self.max_sample_id = sid
+            self.rows_out += n
+            if len(self.columns) < 512:
+                self.columns.update(cols)
+            if sids:
+                lo, hi = min(sids), max(sids)
+                if self.min_sample_id is None or lo < self.min_sample_id:
+                    self.min_sample_id = lo
+                if self.max_sample_id is None or hi > self.max_sample_id:
+                    self.max_sample_id = hi
 
     def mark_start(self) -> None:
         """Record the first moment the step had work."""
@@ -57,38 +73,122 @@ def _row_sort_key(row: Row) -> tuple[str, int]:
     return (gen, int(idx)) if idx.isdigit() else (rid, 0)
 
 
+def _compact(lines: list[bytes]) -> list[bytes]:
+    # orjson hands back each document in a buffer of at least 4 KiB; joining and splitting
+    # (JSON lines hold no raw newline) makes right-sized copies in two C passes
+    return b"\n".join(lines).split(b"\n")
+
+
+def _public_lines(rows: list[Row]) -> list[bytes]:
+    shape = rows[0].keys()
+    names = [k for k in shape if not k.startswith("_")]
+    if len(names) < 2:
+        return _compact([dumps({k: v for k, v in r.items() if not k.startswith("_")})
+                         for r in rows])
+    getter = itemgetter(*names)
+    return _compact([
+        dumps(dict(zip(names, getter(r), strict=True)) if r.keys() == shape
+              else {k: v for k, v in r.items() if not k.startswith("_")})
+        for r in rows
+    ])
+
+
+def _private_lines(rows: list[Row]) -> list[bytes]:
+    return _compact([dumps(r) for r in rows])
+
+
 class RowSink:
-    """Collects rows from several threads; writes them sorted by row id at the end."""
+    """Collects rows from several threads; writes them sorted by row id at the end.
+
+    Memory stays O(:data:`RUN_ROWS`): rows are encoded as they arrive, sorted in groups of
+    ``RUN_ROWS`` and appended to the current sorted run on disk (a new run starts only when a
+    group begins before the end of the current run, i.e. rows arrived out of order).  At the
+    end one run is moved into place as is; several are merged line by line (``heapq.merge``).
+    """
 
     def __init__(self, storage: StorageBackend, rel: str, *, keep_private: bool) -> None:
         self._storage = storage
         self.rel = rel
         self._keep_private = keep_private
         self._lock = threading.Lock()
-        self._spool = storage.open(f".spool/{rel}.part", "w")
+        self._buf: list[tuple[tuple[str, int], bytes]] = []
+        self._runs: list[tuple[str, str]] = []  # (data, keys) spool paths, in creation order
+        self._fh: tuple[IO[Any], IO[Any]] | None = None
+        self._last: tuple[str, int] | None = None
         self.count = 0
 
     def add(self, rows: list[Row]) -> None:
-        """Append rows (spooled to disk, not held in memory)."""
+        """Append rows (encoded now; held in memory up to ``RUN_ROWS`` rows)."""
         if not rows:
             return
-        lines = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
+        keys = [_row_sort_key(r) for r in rows]
+        lines = _private_lines(rows) if self._keep_private else _public_lines(rows)
         with self._lock:
-            self._spool.write(lines)
+            self._buf.extend(zip(keys, lines, strict=True))
             self.count += len(rows)
+            if len(self._buf) >= RUN_ROWS:
+                self._spill()
+
+    def _spill(self) -> None:
+        """Sort the buffer and append it to the current run (call with the lock held)."""
+        buf = self._buf
+        if not buf:
+            return
+        buf.sort(key=_KEY)  # stable: equal ids keep their arrival order
+        if self._fh is None or (self._last is not None and buf[0][0] < self._last):
+            self._close_run()
+            n = len(self._runs)
+            data, keys = f".spool/{self.rel}.run{n}", f".spool/{self.rel}.keys{n}"
+            self._runs.append((data, keys))
+            self._fh = (self._storage.open(data, "wb"), self._storage.open(keys, "wb"))
+        data_fh, keys_fh = self._fh
+        data_fh.write(b"\n".join([line for _, line in buf]) + b"\n")
+        keys_fh.write(dumps([key for key, _ in buf]) + b"\n")  # one array per group
+        self._last = buf[-1][0]
+        self._buf = []
+
+    def _close_run(self) -> None:
+        if self._fh is not None:
+            for fh in self._fh:
+                fh.close()
+            self._fh = None
 
     def finalize(self) -> str:
-        """Sort by row id and write the final file atomically; returns its full path."""
+        """Write the final file, sorted by row id, atomically; returns its full path."""
+        storage = self._storage
         with self._lock:
-            self._spool.close()
-            raw = self._storage.read_bytes(f".spool/{self.rel}.part").decode("utf-8")
-            rows = [json.loads(line) for line in raw.splitlines() if line.strip()]
-            rows.sort(key=_row_sort_key)
-            if not self._keep_private:
-                rows = [public_row(r) for r in rows]
-            path = self._storage.write_jsonl(self.rel, rows)
-            self._storage.fs.rm(self._storage.path(f".spool/{self.rel}.part"))
-            return path
+            self._spill()
+            self._close_run()
+            if not self._runs:
+                return storage.write_bytes(self.rel, b"")
+            if len(self._runs) == 1:
+                target = storage.path(self.rel)
+                storage.fs.mv(storage.path(self._runs[0][0]), target)
+            else:
+                with storage.open_atomic(self.rel) as out:
+                    handles = [(storage.open(d, "rb"), storage.open(k, "rb"))
+                               for d, k in self._runs]
+                    try:
+                        merged = heapq.merge(*(_run_lines(d, k) for d, k in handles), key=_KEY)
+                        for _, line in merged:
+                            out.write(line if line.endswith(b"\n") else line + b"\n")
+                    finally:
+                        for d, k in handles:
+                            d.close()
+                            k.close()
+                target = storage.path(self.rel)
+            for data, keys in self._runs:
+                for rel in (data, keys):
+                    if storage.exists(rel):
+                        storage.fs.rm(storage.path(rel))
+            self._runs = []
+            return target
+
+
+def _run_lines(data: IO[Any], keys: IO[Any]) -> Iterator[tuple[tuple[str, int], bytes]]:
+    for group in keys:
+        for gen, idx in loads(group):
+            yield (gen, idx), next(data)
 
 
 class RejectedSink(RowSink):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
-import json
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -60,15 +60,13 @@ class ExecutionPlan:
     def pipeline_signature(self) -> str:
         """Hash of every step signature and the row limit: equal means same work."""
         payload = {"steps": self.signatures, "limit": self.limit}
-        return hashlib.sha256(_canonical(payload).encode()).hexdigest()[:16]
+        return hashlib.sha256(_canonical(payload)).hexdigest()[:16]
 
     def emit(self, event: Event) -> None:
         """Send an event to the listener, if any (a failing listener never stops the run)."""
         if self.on_event is not None:
-            try:
+            with contextlib.suppress(Exception):  # progress display must not break a run
                 self.on_event(event)
-            except Exception:  # progress display must not break a run
-                pass
 
 
 @runtime_checkable
@@ -80,8 +78,10 @@ class ExecutionEngine(Protocol):
         ...
 
 
-def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+def _canonical(obj: Any) -> bytes:
+    from fastdistill.engine.codec import canonical
+
+    return canonical(obj)
 
 
 def step_signatures(pipeline: Pipeline) -> dict[str, str]:
@@ -123,7 +123,7 @@ def step_signatures(pipeline: Pipeline) -> dict[str, str]:
         fingerprint = getattr(step, "fingerprint", None)
         if callable(fingerprint):
             payload["input"] = fingerprint(pipeline.base_dir)
-        sigs[name] = hashlib.sha256(_canonical(payload).encode()).hexdigest()[:16]
+        sigs[name] = hashlib.sha256(_canonical(payload)).hexdigest()[:16]
     return sigs
 
 

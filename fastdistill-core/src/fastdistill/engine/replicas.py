@@ -12,6 +12,7 @@ environment is never modified.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
 import os
@@ -143,10 +144,8 @@ class ProcessReplica:
 
     def close(self) -> None:
         """Stop the child (waits briefly, then terminates it)."""
-        try:
+        with contextlib.suppress(OSError, BrokenPipeError):
             self._conn.send(None)
-        except (OSError, BrokenPipeError):
-            pass
         self.process_handle.join(timeout=10)
         if self.process_handle.is_alive():
             self.process_handle.terminate()

@@ -136,33 +136,29 @@ class StepWorker:
         replayed: set[str] | None = None,
         record: bool = True,
         ctx: StepContext | None = None,
+        sources: dict[str, Row] | None = None,
+        rejections: list[tuple[Row, Rejection]] | None = None,
     ) -> tuple[list[Row], list[str]]:
         """Record rejections; reject rows that vanished without a reason; checkpoint the
-        batch's new outcomes; update stats."""
-        rejections = (ctx or self.ctx).drain_rejections()
-        # a row returned without the engine's row id cannot be traced to its input row: it is
-        # not kept, so its input row is rejected below (never both kept and rejected)
-        untracked = sum(1 for r in kept if r.get(ROW_ID) is None)
-        kept = [r for r in kept if r.get(ROW_ID) is not None]
-        in_ids = {r.get(ROW_ID) for r in batch}
-        out_ids = {r.get(ROW_ID) for r in kept}
-        rej_ids = {r.get(ROW_ID) for r, _ in rejections}
-        lost = [r for r in batch if r.get(ROW_ID) not in out_ids and r.get(ROW_ID) not in rej_ids]
-        detail = "the step returned no row and no reason"
-        if untracked:
-            detail = (f"the step returned {untracked} row(s) without the engine's {ROW_ID!r} "
-                      "column; build output rows from the input row, e.g. {**row, ...}")
-        rejections += [(r, Rejection(Reason.STEP_ERROR.value, self.name, detail)) for r in lost]
-        # a returned row that was also rejected counts as rejected
-        kept = [r for r in kept if r.get(ROW_ID) not in rej_ids]
+        batch's new outcomes; update stats.  ``sources``: the input rows as they were before
+        the step ran (a step may change its input rows in place)."""
+        if rejections is None:
+            rejections = (ctx or self.ctx).drain_rejections()
+        in_list = [r.get(ROW_ID) for r in batch]
+        if rejections or [r.get(ROW_ID) for r in kept] != in_list:
+            kept, rejections = self._reconcile(batch, kept, rejections)
         if self.checkpoint is not None and record:
-            old = replayed or set()
-            self.checkpoint.record(
-                [r for r in kept if r.get(ROW_ID) not in old],
-                [(r, j) for r, j in rejections if r.get(ROW_ID) not in old],
-                {r[ROW_ID]: r for r in batch if ROW_ID in r},
-            )
-        fresh = self.rejected.reject(rejections)
+            src = sources if sources is not None else {r[ROW_ID]: r for r in batch if ROW_ID in r}
+            if replayed:
+                self.checkpoint.record(
+                    [r for r in kept if r.get(ROW_ID) not in replayed],
+                    [(r, j) for r, j in rejections if r.get(ROW_ID) not in replayed],
+                    src,
+                )
+            else:
+                self.checkpoint.record(kept, rejections, src)
+            self.checkpoint.maybe_commit()
+        fresh = self.rejected.reject(rejections) if rejections else rejections
         dt = time.perf_counter() - t0
         with self.stats.lock:
             self.stats.batches += 1
@@ -170,8 +166,31 @@ class StepWorker:
             self.stats.busy_s += dt
             self.stats.rejected += len(fresh)
         self.stats.observe_output(kept)
-        self.plan.emit(Event("progress", self.name, len(in_ids), len(kept), len(fresh)))
-        return kept, [r.get(ROW_ID) for r, _ in rejections]
+        self.plan.emit(Event("progress", self.name, len(batch), len(kept), len(fresh)))
+        return kept, [rid for r, _ in rejections if (rid := r.get(ROW_ID)) is not None]
+
+    def _reconcile(
+        self, batch: list[Row], kept: list[Row], rejections: list[tuple[Row, Rejection]]
+    ) -> tuple[list[Row], list[tuple[Row, Rejection]]]:
+        """The slow path of :meth:`_account`: rows dropped, rejected or returned untracked."""
+        # a row returned without the engine's row id cannot be traced to its input row: it is
+        # not kept, so its input row is rejected below (never both kept and rejected)
+        untracked = sum(1 for r in kept if r.get(ROW_ID) is None)
+        kept = [r for r in kept if r.get(ROW_ID) is not None]
+        out_ids = {r.get(ROW_ID) for r in kept}
+        rej_ids = {r.get(ROW_ID) for r, _ in rejections}
+        lost = [r for r in batch if r.get(ROW_ID) not in out_ids and r.get(ROW_ID) not in rej_ids]
+        detail = "the step returned no row and no reason"
+        if untracked:
+            detail = (f"the step returned {untracked} row(s) without the engine's {ROW_ID!r} "
+                      "column; build output rows from the input row, e.g. {**row, ...}")
+        rejections = rejections + [
+            (r, Rejection(Reason.STEP_ERROR.value, self.name, detail)) for r in lost
+        ]
+        # a returned row that was also rejected counts as rejected
+        if rej_ids:
+            kept = [r for r in kept if r.get(ROW_ID) not in rej_ids]
+        return kept, rejections
 
     # ------------------------------------------------------------ processing
     def _replayed(self, row: Row, ctx: StepContext | None = None) -> list[Row] | None:
@@ -195,15 +214,26 @@ class StepWorker:
         kept: list[Row] = []
         new: list[Row] = []
         replayed: set[str] = set()
-        for row in batch:
-            outcome = self._replayed(row, ctx) if self.replay else None
-            if outcome is None:
-                new.append(row)
-            else:
-                replayed.add(row[ROW_ID])
-                kept.extend(outcome)
+        if self.replay:
+            for row in batch:
+                outcome = self._replayed(row, ctx)
+                if outcome is None:
+                    new.append(row)
+                else:
+                    replayed.add(row[ROW_ID])
+                    kept.extend(outcome)
+        else:
+            new = list(batch)
+        sources: dict[str, Row] | None = None
         if new or not batch:  # a global step is called even with no rows (to write its files)
             pending = ctx.drain_rejections()
+            if self.checkpoint is not None:
+                # the rows as they came in: a step may add or change columns in place
+                try:
+                    sources = dict(zip([r[ROW_ID] for r in new], map(dict.copy, new),
+                                       strict=True))
+                except (KeyError, TypeError):  # a row without an id, or not a plain dict
+                    sources = {r[ROW_ID]: dict(r) for r in new if ROW_ID in r}
             try:
                 kept.extend(runner.process(new, ctx))
             except Exception:
@@ -211,7 +241,7 @@ class StepWorker:
                 kept.extend(self._isolate(new, runner, ctx))
             for row, rej in pending:
                 ctx.reject(row, rej.reason, rej.detail)
-        return self._account(batch, kept, t0, replayed, ctx=ctx)
+        return self._account(batch, kept, t0, replayed, ctx=ctx, sources=sources)
 
     def _isolate(self, batch: list[Row], runner: Any, ctx: StepContext) -> list[Row]:
         """A batch raised: retry row by row so only the failing rows are rejected."""
@@ -246,9 +276,13 @@ class StepWorker:
                 elif isinstance(self.step, GeneratorStep):
                     self._run_generator()
                 elif isinstance(self.step, Task):
-                    asyncio.run(self._run_task())
+                    from fastdistill.engine.task_runner import run_task
+
+                    asyncio.run(run_task(self))
                 else:
                     self._run_normal()
+                if self.checkpoint is not None:
+                    self.checkpoint.commit()
                 if not self.plan.cancel.is_set():
                     self.completed = True
                     if self.checkpoint is not None:
@@ -258,6 +292,11 @@ class StepWorker:
                     self.step.unload()
         except BaseException as exc:  # reported by the engine, which cancels the run
             self.error = exc
+            if self.checkpoint is not None:  # what was processed before the failure is kept
+                try:
+                    self.checkpoint.commit()
+                except Exception:
+                    self.ctx.logger.debug("checkpoint commit failed: %s", traceback.format_exc())
             self.ctx.logger.debug("step %s failed: %s", self.name, traceback.format_exc())
             self.plan.cancel.set()
         finally:
@@ -302,7 +341,14 @@ class StepWorker:
         assert isinstance(step, GeneratorStep)
         index = 0
         self.stats.mark_start()
-        if self.replay.done is not None and self.replay.done.get("limit") == self.plan.limit:
+        # a deterministic generator (its rows follow from its parameters, e.g. inline data) is
+        # not recorded: it generates the same rows with the same ids again
+        deterministic = bool(getattr(step, "deterministic", False))
+        if (
+            not deterministic
+            and self.replay.done is not None
+            and self.replay.done.get("limit") == self.plan.limit
+        ):
             self._replay_generator(step)
             return
         if self.checkpoint is not None and len(self.replay):
@@ -323,8 +369,9 @@ class StepWorker:
             for row, _ in rejections:
                 row[ROW_ID] = f"{self.name}:{index}"
                 index += 1
-            if self.checkpoint is not None:
+            if self.checkpoint is not None and not deterministic:
                 self.checkpoint.record(batch, rejections)
+                self.checkpoint.maybe_commit()
             self._generated(batch, rejections, t0)
 
     def _inputs(self) -> Any:
@@ -370,83 +417,3 @@ class StepWorker:
             self.replay = Replay()
         if buffer or (whole and self.stats.rows_in == 0):
             self._send(*self._process_batch(buffer))
-
-    async def _run_task(self) -> None:
-        step = self.step
-        assert isinstance(step, Task)
-        sem = asyncio.Semaphore(step.max_in_flight)
-        done: list[Row] = []
-        started: list[Row] = []
-        running: set[asyncio.Task[None]] = set()
-        replayed: set[str] = set()
-        t_batch = [time.perf_counter()]
-
-        async def one(row: Row) -> None:
-            out: Row | None = None
-            try:
-                out = await step.aprocess_row(row, self.ctx)
-                if out is not None:
-                    done.append(out)
-            except Exception as exc:
-                self.ctx.reject(row, Reason.STEP_ERROR, f"{type(exc).__name__}: {exc}")
-            finally:
-                sem.release()
-            if self.checkpoint is not None:
-                # each finished request is saved at once: a killed run never pays for it twice
-                rid = row.get(ROW_ID)
-                rejections = [(r, j) for r, j in list(self.ctx._rejected) if r.get(ROW_ID) == rid]
-                kept_rows = [out] if out is not None and not rejections else []
-                await asyncio.to_thread(
-                    self.checkpoint.record, kept_rows, rejections[:1], {rid: row} if rid else None
-                )
-
-        async def flush(force: bool) -> None:
-            finished_ids = {r.get(ROW_ID) for r in done}
-            finished_ids |= {r.get(ROW_ID) for r, _ in self.ctx._rejected}
-            if not force and len(finished_ids) < step.input_batch_size:
-                return
-            if force and not self.plan.cancel.is_set():
-                # every request is done: a started row neither returned nor rejected vanished;
-                # accounting it makes _account reject it (step_error) instead of losing it
-                finished_ids |= {r.get(ROW_ID) for r in started}
-            batch = [r for r in started if r.get(ROW_ID) in finished_ids]
-            kept = list(done)
-            done.clear()
-            started[:] = [r for r in started if r.get(ROW_ID) not in finished_ids]
-            result = self._account(batch, kept, t_batch[0], replayed, record=False)
-            t_batch[0] = time.perf_counter()
-            await asyncio.to_thread(self._send, *result)
-
-        inputs = self._inputs()
-        while True:
-            item = await asyncio.to_thread(next, inputs, None)
-            if item is None:
-                break
-            rows, removed = item
-            if removed:
-                await asyncio.to_thread(self._send, [], removed)
-            for row in rows:
-                outcome = self._replayed(row) if self.replay else None
-                if outcome is not None:
-                    replayed.add(row[ROW_ID])
-                    started.append(row)
-                    done.extend(outcome)
-                    await flush(False)
-                    continue
-                await sem.acquire()
-                if self.plan.cancel.is_set():
-                    sem.release()
-                    break
-                started.append(row)
-                task = asyncio.create_task(one(row))
-                running.add(task)
-                task.add_done_callback(running.discard)
-                await flush(False)
-        while running:
-            await asyncio.wait(set(running), timeout=0.1)
-            if self.plan.cancel.is_set():
-                for t in running:
-                    t.cancel()
-            await flush(False)
-        if started or done:
-            await flush(True)

@@ -155,12 +155,51 @@ def write_reports(
     storage.write_json("quality_report.json", quality)
     storage.write_json("timing_report.json", timing)
     try:
-        from fastdistill.serialization.document import dump_yaml
-
-        storage.write_text("pipeline.yaml", dump_yaml(plan.pipeline.to_document(plan.registry)))
+        storage.write_bytes("pipeline.yaml", pipeline_document_bytes(plan))
     except Exception as exc:  # a pipeline built in Python with unregistered steps
         storage.write_text("pipeline.yaml", f"# not serialisable: {exc}\n")
     return quality, timing
+
+
+#: inline data longer than this is written as JSON (a YAML subset), not through the YAML dumper
+BIG_INLINE_ROWS = 1000
+
+
+class _DocView:
+    """What :func:`pipeline_to_document` reads from a pipeline, with some steps swapped."""
+
+    def __init__(self, pipeline: Any, swapped: dict[str, Any]) -> None:
+        self.name = pipeline.name
+        self.description = pipeline.description
+        self.steps = {n: swapped.get(n, s) for n, s in pipeline.steps.items()}
+        self.upstream = pipeline.upstream
+
+
+def pipeline_document_bytes(plan: ExecutionPlan) -> bytes:
+    """``pipeline.yaml``: YAML; with large inline data (``data`` lists of more than
+    :data:`BIG_INLINE_ROWS` rows), the same document as indented JSON, which YAML loaders read
+    as YAML (the YAML dumper takes seconds for 100k rows)."""
+    from fastdistill.serialization.document import dump_yaml, pipeline_to_document
+
+    pipeline = plan.pipeline
+    big: dict[str, list[Any]] = {}
+    for name, step in pipeline.steps.items():
+        data = getattr(step, "data", None)
+        if isinstance(data, list) and len(data) > BIG_INLINE_ROWS:
+            big[name] = data
+    if not big:
+        return dump_yaml(pipeline.to_document(plan.registry)).encode("utf-8")
+    import orjson
+
+    swapped = {n: pipeline.steps[n].model_copy(update={"data": []}) for n in big}
+    doc = pipeline_to_document(_DocView(pipeline, swapped), plan.registry)  # type: ignore[arg-type]
+    for entry in doc["steps"]:
+        if entry["name"] in big:
+            entry.setdefault("params", {})["data"] = big[entry["name"]]
+    body = orjson.dumps(
+        doc, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+    )
+    return b"# JSON, which is YAML: written so because of large inline data\n" + body + b"\n"
 
 
 def _cache_stats(plan: ExecutionPlan, contexts: dict[str, StepContext]) -> dict[str, Any]:

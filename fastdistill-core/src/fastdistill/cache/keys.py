@@ -1,0 +1,113 @@
+"""Request keys of the LLM response cache: what identifies a request, hashed.
+
+A request is identified by the sha256 of the canonical JSON (sorted keys, compact, UTF-8) of the
+model's identity (secret-looking keys removed), the messages, the generation parameters and the
+structured-output schema.  See :mod:`fastdistill.cache.llm_cache`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import weakref
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fastdistill.models import LLM, Message
+
+#: version of the key material; bump it to invalidate every existing entry
+KEY_VERSION = 1
+#: model attributes that carry a structured-output schema or response format
+SCHEMA_ATTRS = (
+    "structured_output", "structured_output_mode", "response_format", "output_schema",
+    "json_schema",
+)
+
+#: mapping keys treated as secrets (``api_key``, ``auth_token``, ``Authorization`` ...), never
+#: ``max_tokens``
+_SECRET_KEY = re.compile(
+    r"(^|[_\-])(api_?key|token|secret|password|authori[sz]ation|credentials?|auth)$", re.I
+)
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` without mapping entries whose key looks like a secret (recursively)."""
+    if isinstance(value, Mapping):
+        return {str(k): _scrub(v) for k, v in value.items() if not _SECRET_KEY.search(str(k))}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def _jsonable(obj: Any) -> Any:
+    """JSON fallback for schema classes, pydantic objects and paths; anything else is refused."""
+    from pydantic import BaseModel, SecretStr
+
+    if isinstance(obj, SecretStr):
+        return "**secret**"
+    if isinstance(obj, type) and issubclass(obj, BaseModel):
+        return obj.model_json_schema()
+    if isinstance(obj, BaseModel):
+        return _scrub(obj.model_dump(mode="json"))
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj, key=repr)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not part of a cacheable request")
+
+
+_SCHEMA_NAMES: weakref.WeakKeyDictionary[type, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
+def _schema_names(llm: LLM) -> tuple[str, ...]:
+    """The :data:`SCHEMA_ATTRS` a model can have: its class's (memoised per class: looking up
+    a missing attribute on a pydantic model raises inside, which is slow) and its own."""
+    cls = type(llm)
+    names = _SCHEMA_NAMES.get(cls)
+    if names is None:
+        fields = getattr(cls, "model_fields", {})
+        names = tuple(a for a in SCHEMA_ATTRS if a in fields or hasattr(cls, a))
+        with contextlib.suppress(TypeError):
+            _SCHEMA_NAMES[cls] = names
+    own = getattr(llm, "__dict__", None) or {}
+    extra = tuple(a for a in SCHEMA_ATTRS if a in own and a not in names)
+    return names + extra if extra else names
+
+
+def _schema_of(llm: LLM, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    found = {a: getattr(llm, a, None) for a in _schema_names(llm)}
+    found.update({a: overrides[a] for a in SCHEMA_ATTRS if a in overrides})
+    # a schema class (e.g. a pydantic model) is kept; other callables are not request content
+    return {
+        k: v for k, v in found.items()
+        if v is not None and (isinstance(v, type) or not callable(v))
+    }
+
+
+def request_material(
+    llm: LLM, messages: Sequence[Message], overrides: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What identifies a request (no secrets): the input of :func:`request_key`."""
+    params = {**dict(getattr(llm, "generation_kwargs", None) or {}), **dict(overrides)}
+    return {
+        "v": KEY_VERSION,
+        "model": _scrub(llm.identity()),
+        "messages": [dict(m) for m in messages],
+        "params": _scrub(params),
+        "schema": _schema_of(llm, overrides),
+    }
+
+
+def request_key(llm: LLM, messages: Sequence[Message], overrides: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of :func:`request_material`.
+
+    Raises ``TypeError`` when the request holds a value with no canonical JSON form (such a
+    request is never cached).
+    """
+    from fastdistill.engine.codec import canonical
+
+    material = request_material(llm, messages, overrides)
+    return hashlib.sha256(canonical(material, _jsonable)).hexdigest()

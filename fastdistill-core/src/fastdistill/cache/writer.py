@@ -1,0 +1,83 @@
+"""The response cache's writer: one background thread that stores entries in grouped commits.
+
+Callers hand an entry and a ``notify`` callback to :meth:`CacheWriter.submit`; the thread takes
+every entry that is waiting, stores them in one transaction and calls each ``notify`` with the
+outcome (``True``, ``False`` or the exception to raise).  Under load many answers share one
+commit; when idle an entry is committed at once, so "stored" always means committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+Notify = Callable[[Any], None]
+
+
+class CacheWriter:
+    """A lazily started daemon thread that writes through
+    ``write_many(rows, conn) -> (result, conn)``."""
+
+    def __init__(self, write_many: Callable[[list[tuple[Any, ...]], Any], tuple[Any, Any]]) -> None:
+        self._write_many = write_many
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[tuple[tuple[Any, ...], Notify] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+
+    def submit(self, row: tuple[Any, ...], notify: Notify) -> None:
+        """Queue one entry; ``notify(result)`` is called from the writer thread once written."""
+        with self._lock:
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                # first use, or a process forked from the one that started the thread
+                self._queue = queue.SimpleQueue()
+                self._thread = threading.Thread(
+                    target=self._loop, args=(self._queue,), name="fastdistill-llm-cache",
+                    daemon=True,
+                )
+                self._pid = os.getpid()
+                self._thread.start()
+            self._queue.put((row, notify))
+
+    def _loop(self, q: queue.SimpleQueue[tuple[tuple[Any, ...], Notify] | None]) -> None:
+        conn: Any = None
+        stop = False
+        while not stop:
+            item = q.get()
+            if item is None:
+                break
+            items = [item]
+            while True:
+                try:
+                    nxt = q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                items.append(nxt)
+            try:
+                result, conn = self._write_many([row for row, _ in items], conn)
+            except BaseException as exc:  # handed to the callers, never lost in this thread
+                result = exc
+            for _, notify in items:
+                with contextlib.suppress(Exception):  # a caller's loop closed: nothing to tell
+                    notify(result)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def close(self) -> None:
+        """Write what is queued, then stop the thread (a later ``submit`` starts a new one)."""
+        with self._lock:
+            thread = self._thread
+            if thread is None or self._pid != os.getpid():
+                self._thread = None
+                return
+            self._queue.put(None)
+            self._thread = None
+        thread.join()
