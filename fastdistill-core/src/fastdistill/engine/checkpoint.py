@@ -32,6 +32,9 @@ from fastdistill.rows import ROW_ID, Rejection, Row
 from fastdistill.storage import StorageBackend
 
 STATE_DIR = ".fastdistill"
+
+#: reject reasons of a passing outage: such rows are not replayed but tried again on resume
+TRANSIENT_REASONS = frozenset({"provider_error", "timeout"})
 _MISSING = object()
 
 
@@ -197,7 +200,10 @@ class StepCheckpoint:
                     entry = _entry(rec)
                     rid = str(rec.get("src") or entry[0].get(ROW_ID))
                     if "why" in rec:
-                        replay.rejected[rid] = (entry, Rejection(**rec["why"]))
+                        rejection = Rejection(**rec["why"])
+                        if rejection.reason in TRANSIENT_REASONS:
+                            continue  # a provider outage is retried by the next attempt
+                        replay.rejected[rid] = (entry, rejection)
                     else:
                         replay.kept.setdefault(rid, []).append(entry)
         if self.storage.exists(f"{self.rel}/done.json"):

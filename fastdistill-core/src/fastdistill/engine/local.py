@@ -52,7 +52,8 @@ class LocalEngine:
             and state.get("pipeline_signature") == plan.pipeline_signature
         ):
             finished = _finished_result(plan, state)
-            if finished is not None:
+            # rows lost to provider errors or timeouts are retried rather than reused
+            if finished is not None and not finished.quality.get("provider_errors"):
                 return finished
         if storage.exists(".spool"):
             storage.fs.rm(storage.path(".spool"), recursive=True)  # left by a killed attempt
