@@ -51,8 +51,9 @@ SCRIPT = textwrap.dedent(
             try:
                 gen = await ctx.agenerate(self.llm, [{"role": "user", "content": row["text"]}])
             except RuntimeError as exc:
+                # a final failure (a provider_error would be retried by the next attempt)
                 ctx.reject({**row, "answer": None, "answer_meta": {"error": str(exc)}},
-                           Reason.PROVIDER_ERROR, str(exc))
+                           Reason.EMPTY_OUTPUT, str(exc))
                 return None
             return {**row, "answer": gen.text, "answer_meta": gen.meta()}
 
@@ -111,7 +112,7 @@ def _check_exactly_once(out: Path) -> tuple[list[dict], list[dict]]:
     assert sorted(ids) == list(range(N_ROWS)), "some input id is missing"
     assert max(ids.values()) == 1, f"duplicated ids: {[i for i, n in ids.items() if n > 1]}"
     for r in rejected:
-        assert r["_rejection"]["reason"] in ("provider_error", "rule_failed")
+        assert r["_rejection"]["reason"] in ("empty_output", "rule_failed")
     return kept, rejected
 
 

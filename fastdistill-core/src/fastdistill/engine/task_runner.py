@@ -14,6 +14,7 @@ known, and without a response cache every group is committed as it is flushed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -147,6 +148,7 @@ async def run_task(worker: StepWorker) -> None:
                 task = asyncio.create_task(one(row, row.copy()))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
+                task.add_done_callback(_retrieve)
             if plan.cancel.is_set():
                 break
         while tasks:
@@ -162,8 +164,17 @@ async def run_task(worker: StepWorker) -> None:
         flush()
     finally:
         tick_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, RuntimeError):
+            await tick_task  # retrieved, so a cancelled run prints no "never retrieved" noise
         outbox.put_nowait(None)
         await send_task
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a finished request's exception as seen (it was already turned into a rejection
+    or belongs to a cancelled run)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _send_all(worker: StepWorker, items: list[tuple[list[Row], list[str], bool]]) -> None:
