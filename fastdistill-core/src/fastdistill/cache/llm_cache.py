@@ -162,9 +162,18 @@ class LLMResponseCache:
                 check_same_thread=False,
             )
             try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute(_SCHEMA)
+                # several processes opening a new cache at once: switching to WAL and creating
+                # the table can report "locked" without waiting, so retry briefly
+                for attempt in range(20):
+                    try:
+                        conn.execute("PRAGMA journal_mode=WAL")
+                        conn.execute("PRAGMA synchronous=NORMAL")
+                        conn.execute(_SCHEMA)
+                        break
+                    except sqlite3.OperationalError as exc:
+                        if not _is_transient(exc) or attempt == 19:
+                            raise
+                        time.sleep(0.05 * (attempt + 1))
                 cols = [r[1] for r in conn.execute("PRAGMA table_info(responses)")]
                 if cols[:4] != ["key", "created", "model", "generation"]:
                     raise sqlite3.DatabaseError(f"unexpected table layout {cols}")

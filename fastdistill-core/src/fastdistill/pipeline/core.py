@@ -248,11 +248,28 @@ class Pipeline:
         if limit is not None and limit < 0:
             raise PipelineValidationError(f"limit must be 0 or more, got {limit}")
         registry = registry or Registry()
-        cache, own_cache = _open_cache(llm_cache)
         if params:
             self.set_params(params, registry)
         self.validate(registry)
         engine_cls = registry.engine(engine)
+        cache, own_cache = _open_cache(llm_cache)
+        try:
+            return self._run_plan(
+                engine_cls, cache, registry=registry, output=output, limit=limit,
+                transport=transport, placement=placement, placement_options=placement_options,
+                on_event=on_event, cancel=cancel, resume=resume, checkpoint=checkpoint,
+            )
+        finally:
+            if own_cache and cache is not None:
+                cache.close()
+
+    def _run_plan(
+        self, engine_cls: Any, cache: Any, *, registry: Registry, output: Any, limit: int | None,
+        transport: str, placement: str, placement_options: Any, on_event: Any, cancel: Any,
+        resume: bool, checkpoint: bool,
+    ) -> RunResult:
+        from fastdistill.engine.plan import build_plan
+
         plan = build_plan(
             self,
             registry=registry,
@@ -268,11 +285,7 @@ class Pipeline:
             llm_cache=cache,
         )
         _check_output_folder(plan, self.name, fresh=not resume)
-        try:
-            result: RunResult = engine_cls().run(plan)
-        finally:
-            if own_cache and cache is not None:
-                cache.close()
+        result: RunResult = engine_cls().run(plan)
         return result
 
     def generators(self) -> list[str]:
