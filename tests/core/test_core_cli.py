@@ -174,3 +174,22 @@ def test_unknown_component_in_the_document(
     err = flat(capsys.readouterr().err)
     assert "'keep_colums'" in err and "Did you mean 'keep_columns'" in err and "typo.yaml" in err
     assert not (tmp_path / "out").exists()  # nothing ran
+
+
+def test_runs_show_says_interrupted_for_a_killed_run(tmp_path, capsys) -> None:
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from fastdistill.cli import main
+
+    run_dir = tmp_path / "runs" / "killed"
+    (run_dir / ".fastdistill").mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    state = {"pipeline": "killed", "status": "running", "pid": dead.pid,
+             "host": socket.gethostname(), "step_signatures": {}}
+    (run_dir / ".fastdistill" / "state.json").write_text(json.dumps(state))
+    assert main(["runs", "show", "killed", "--root", str(tmp_path / "runs"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "interrupted"

@@ -22,8 +22,27 @@ def _state(folder: Path) -> dict[str, Any] | None:
     return data
 
 
+def _alive(state: dict[str, Any]) -> bool:
+    """Whether the process that marked the run ``running`` still exists (same host only)."""
+    import os
+    import socket
+
+    pid = state.get("pid")
+    if not isinstance(pid, int) or state.get("host") != socket.gethostname():
+        return True  # cannot tell from here
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _summary(folder: Path) -> dict[str, Any]:
     state = _state(folder) or {}
+    if state.get("status") == "running" and not _alive(state):
+        state = {**state, "status": "interrupted"}  # killed: rerun the same command to resume
     steps = state.get("step_signatures", {})
     done = [
         name for name, sig in steps.items()

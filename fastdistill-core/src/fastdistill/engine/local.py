@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
+import socket
 import threading
 import time
 from typing import Any
@@ -64,6 +66,8 @@ class LocalEngine:
             "limit": plan.limit,
             "run_id": plan.run_id,
             "status": "running",
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
             "started": _now(),
             "attempts": int((state or {}).get("attempts", 0)) + 1,
         })
