@@ -47,6 +47,8 @@ class ChildSpec:
 
 def _child_main(conn: Any, spec: ChildSpec) -> None:  # pragma: no cover - runs in a child
     """Body of a replica process: load the step, then process batches until told to stop."""
+    # this runs in the spawned child: the device assignment's environment is applied at the
+    # worker boundary, never in the parent process
     os.environ.update(spec.env)
     from fastdistill.storage import StorageBackend
 
