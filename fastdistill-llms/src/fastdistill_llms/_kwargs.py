@@ -73,6 +73,8 @@ def normalize_generation_kwargs(
     :raises ValueError: for an unknown key (the message names it and lists the valid ones), a
         refused key, or a key given both under an alias and its canonical name.
     """
+    if kwargs is not None and not isinstance(kwargs, Mapping):
+        raise ValueError("generation_kwargs must be a mapping")
     out: dict[str, Any] = {}
     for key, value in dict(kwargs or {}).items():
         if not isinstance(key, str):

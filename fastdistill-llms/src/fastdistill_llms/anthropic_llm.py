@@ -92,8 +92,6 @@ class AnthropicLLM(LLM):
     @field_validator("generation_kwargs", mode="before")
     @classmethod
     def _check_kwargs(cls, value: Any) -> dict[str, Any]:
-        if value is not None and not isinstance(value, Mapping):
-            raise ValueError("generation_kwargs must be a mapping")
         out = normalize_generation_kwargs(value, ANTHROPIC_KEYS, owner="anthropic")
         out.setdefault("max_tokens", 1024)  # required by the Messages API
         return out

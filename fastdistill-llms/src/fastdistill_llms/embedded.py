@@ -189,8 +189,6 @@ class EmbeddedLLM(LLM):
     @field_validator("generation_kwargs", mode="before")
     @classmethod
     def _check_kwargs(cls, value: Any) -> dict[str, Any]:
-        if value is not None and not isinstance(value, Mapping):
-            raise ValueError("generation_kwargs must be a mapping")
         given = normalize_generation_kwargs(value, LLAMACPP_KEYS, owner="embedded")
         return {**DEFAULT_GENERATION_KWARGS, **given}
 

@@ -139,8 +139,6 @@ class OpenAICompatLLM(LLM):
     @field_validator("generation_kwargs", mode="before")
     @classmethod
     def _check_kwargs(cls, value: Any) -> dict[str, Any]:
-        if value is not None and not isinstance(value, Mapping):
-            raise ValueError("generation_kwargs must be a mapping")
         return normalize_generation_kwargs(value, OPENAI_KEYS, owner="openai_compat")
 
     @field_validator("structured_output", mode="before")

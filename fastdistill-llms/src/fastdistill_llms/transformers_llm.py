@@ -83,8 +83,6 @@ class TransformersLLM(LLM):
     @field_validator("generation_kwargs", mode="before")
     @classmethod
     def _check_kwargs(cls, value: Any) -> dict[str, Any]:
-        if value is not None and not isinstance(value, Mapping):
-            raise ValueError("generation_kwargs must be a mapping")
         given = normalize_generation_kwargs(value, TRANSFORMERS_KEYS, owner="transformers")
         return {**DEFAULTS, **given}
 
