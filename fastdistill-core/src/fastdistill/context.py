@@ -91,6 +91,7 @@ class StepContext:
         self.logger = logging.getLogger(f"fastdistill.step.{self.step_name}")
         self._rejected: list[tuple[Row, Rejection]] = []
         self._lock = threading.Lock()
+        self._keys: Any = None  # the response cache's KeyMemo for this step's requests
 
     @property
     def cancelled(self) -> bool:
@@ -107,7 +108,11 @@ class StepContext:
         """
         if self.llm_cache is None:
             return await llm.agenerate(messages, **overrides)
-        gen = await self.llm_cache.get_or_generate(llm, messages, **overrides)
+        if self._keys is None:
+            from fastdistill.cache.keys import KeyMemo
+
+            self._keys = KeyMemo()
+        gen = await self.llm_cache.request(llm, messages, overrides, keys=self._keys)
         self.metrics.incr("llm_cache.hits" if gen.cached else "llm_cache.misses")
         return gen
 

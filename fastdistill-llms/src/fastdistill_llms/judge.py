@@ -24,7 +24,6 @@ from fastdistill_llms._task import (
     InvalidOutput,
     LLMTask,
     RejectRow,
-    fill_template,
     template_columns,
 )
 
@@ -180,7 +179,7 @@ class LLMJudge(LLMTask):
 
     def format_input(self, row: Row) -> list[Message]:
         """Grading instructions (system) and the filled template (user)."""
-        prompt = fill_template(self.template, row)
+        prompt = self.fill(self.template, row)
         system = (self.system_prompt or "").format(
             rubric=self.rubric, lo=self.scale_min, hi=self.scale_max
         )

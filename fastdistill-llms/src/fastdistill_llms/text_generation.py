@@ -17,7 +17,6 @@ from pydantic import Field, field_validator
 
 from fastdistill_llms._task import (
     LLMTask,
-    fill_template,
     is_timeout,
     template_columns,
 )
@@ -94,7 +93,7 @@ class TextGeneration(LLMTask):
 
     def format_input(self, row: Row) -> list[Message]:
         """System prompt, few-shot turns, the filled template.  ``KeyError``: missing column."""
-        prompt = fill_template(self.template, row)
+        prompt = self.fill(self.template, row)
         messages = self.system_messages()
         messages.extend({"role": m["role"], "content": m["content"]} for m in self.few_shot)
         messages.append({"role": "user", "content": prompt})

@@ -8,6 +8,7 @@ structured-output schema.  See :mod:`fastdistill.cache.llm_cache`.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import re
 import weakref
@@ -111,3 +112,43 @@ def request_key(llm: LLM, messages: Sequence[Message], overrides: Mapping[str, A
 
     material = request_material(llm, messages, overrides)
     return hashlib.sha256(canonical(material, _jsonable)).hexdigest()
+
+
+class KeyMemo:
+    """Request keys for many requests to the same models, with each model's part encoded once.
+
+    ``memo.key(llm, messages, overrides)`` equals :func:`request_key`: the canonical JSON of
+    the request material has its keys sorted, so it is ``{"messages": ..., "model": ...,
+    "params": ..., "schema": ..., "v": ...}`` and everything after the messages depends on the
+    model only (without per-call overrides).  That tail is encoded once per model and reused
+    while the model's ``generation_kwargs`` compare equal to those it was encoded with; a model
+    whose other identity-defining attributes change must not be used with the same memo (the
+    engine keeps one memo per step and run, during which models are not reconfigured).
+    Requests with overrides take the full path.
+    """
+
+    def __init__(self) -> None:
+        self._tails: dict[int, tuple[Any, dict[str, Any], bytes]] = {}
+
+    def _tail(self, llm: LLM) -> bytes:
+        from fastdistill.engine.codec import canonical
+
+        gk = getattr(llm, "generation_kwargs", None) or {}
+        entry = self._tails.get(id(llm))
+        if entry is not None and entry[0] is llm and entry[1] == gk:
+            return entry[2]
+        rest = request_material(llm, [], {})
+        del rest["messages"]
+        body = canonical(rest, _jsonable)  # b'{"model":...,"v":1}'
+        tail = b"," + body[1:]
+        self._tails[id(llm)] = (llm, copy.deepcopy(dict(gk)), tail)
+        return tail
+
+    def key(self, llm: LLM, messages: Sequence[Message], overrides: Mapping[str, Any]) -> str:
+        """The request key of ``llm`` answering ``messages`` (see :func:`request_key`)."""
+        if overrides:
+            return request_key(llm, messages, overrides)
+        from fastdistill.engine.codec import canonical
+
+        head = canonical([dict(m) for m in messages], _jsonable)
+        return hashlib.sha256(b'{"messages":' + head + self._tail(llm)).hexdigest()

@@ -33,8 +33,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
+import math
 import os
 import threading
 import time
@@ -42,9 +42,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
+from fastdistill.cache.aio import LookupBatcher, Mailboxes
 from fastdistill.cache.keys import (  # noqa: F401 (re-exported: the public names live here too)
     KEY_VERSION,
     SCHEMA_ATTRS,
+    KeyMemo,
     request_key,
     request_material,
 )
@@ -62,13 +66,18 @@ CACHE_DIR_ENV = "FASTDISTILL_CACHE_DIR"
 #: file name of the response database inside the cache folder
 DB_FILENAME = "llm_responses.sqlite"
 _GEN_FIELDS = frozenset(f.name for f in dataclasses.fields(Generation)) - {"cached"}
-_GEN_ORDER = tuple(f.name for f in dataclasses.fields(Generation) if f.name != "cached")
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS responses ("
     "key TEXT PRIMARY KEY, created REAL NOT NULL, model TEXT, generation TEXT NOT NULL)"
 )
 
 logger = logging.getLogger("fastdistill.cache")
+
+
+def _encode(gen: Generation) -> str:
+    """A generation's stored JSON (orjson encodes the dataclass itself; ``cached`` is stored
+    but ignored when read back)."""
+    return orjson.dumps(gen).decode("utf-8")
 
 
 class LLMCacheError(FastDistillError):
@@ -116,8 +125,10 @@ class LLMResponseCache:
         self._disabled: str | None = None
         self._warned_transient = False
         self._counts = {"hits": 0, "misses": 0, "stores": 0, "bypassed": 0, "errors": 0}
-        self._inflight: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[Any]] = {}
+        self._inflight: dict[tuple[asyncio.AbstractEventLoop, str], list[Any]] = {}
         self._writer = CacheWriter(self._write_many)
+        self._lookups = LookupBatcher(self._fetch_many)
+        self._mailboxes = Mailboxes()
 
     # ------------------------------------------------------------------ pickling / repr
     def __getstate__(self) -> dict[str, Any]:
@@ -279,12 +290,26 @@ class LLMResponseCache:
         """The stored generation for ``key`` (marked ``cached=True``), or ``None``."""
         rows = self._run("this lookup counts as a miss",
                          "SELECT generation FROM responses WHERE key = ?", (key,))
-        if not rows:
-            return None
+        return self._decode(key, rows[0][0]) if rows else None
+
+    def _fetch_many(self, keys: list[str]) -> dict[str, str]:
+        """The stored JSON of those ``keys`` that are in the cache (one query per 500 keys)."""
+        found: dict[str, str] = {}
+        for i in range(0, len(keys), 500):
+            part = keys[i:i + 500]
+            rows = self._run(
+                "these lookups count as misses",
+                f"SELECT key, generation FROM responses WHERE key IN ({','.join('?' * len(part))})",
+                tuple(part),
+            )
+            found.update(rows or ())
+        return found
+
+    def _decode(self, key: str, text: str) -> Generation | None:
         try:
-            data = json.loads(rows[0][0])
+            data = orjson.loads(text)
             gen = Generation(**{k: v for k, v in data.items() if k in _GEN_FIELDS})
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, AttributeError) as exc:
             logger.warning("LLM response cache %r: unreadable entry %s ignored (%s)",
                            str(self.path), key[:12], exc)
             return None
@@ -295,9 +320,10 @@ class LLMResponseCache:
         """The database row for a successful ``gen`` (``None``: not stored)."""
         if not gen.ok or self._disabled:
             return None
-        data = {k: getattr(gen, k) for k in _GEN_ORDER}
         try:
-            text = json.dumps(data, ensure_ascii=False, allow_nan=False)
+            if not math.isfinite(gen.latency_s):
+                raise ValueError(f"latency_s={gen.latency_s!r}")
+            text = _encode(gen)
         except (TypeError, ValueError) as exc:
             logger.debug("generation not stored: it has no JSON form (%s)", exc)
             self._tally("bypassed")
@@ -330,11 +356,8 @@ class LLMResponseCache:
             return False
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-
-        def notify(result: Any) -> None:
-            loop.call_soon_threadsafe(_resolve, future, result)
-
-        self._writer.submit(row, notify)
+        box = self._mailboxes.for_loop(loop)
+        self._writer.submit(row, lambda result: box.post(future, result))
         result = await future
         if isinstance(result, BaseException):
             raise result
@@ -381,14 +404,29 @@ class LLMResponseCache:
         A successful new answer is stored before it is returned.  Identical requests in flight
         on this event loop wait for the first one instead of asking the model again.
         """
+        return await self.request(llm, messages, overrides)
+
+    async def request(
+        self,
+        llm: LLM,
+        messages: Sequence[Message],
+        overrides: Mapping[str, Any],
+        keys: KeyMemo | None = None,
+    ) -> Generation:
+        """:meth:`get_or_generate` with the overrides as a mapping, and request keys computed
+        through ``keys`` (a :class:`KeyMemo`: each model's part of the key encoded once).
+
+        Lookups made on one event loop in the same turn share one query.
+        """
         try:
-            key = request_key(llm, messages, overrides)
+            key = (keys.key if keys is not None else request_key)(llm, messages, overrides)
         except (TypeError, ValueError) as exc:
             logger.debug("request not cacheable (%s); asking the model", exc)
             self._tally("bypassed")
             return await llm.agenerate(messages, **overrides)
         start = time.perf_counter()
-        hit = self.get(key)
+        text = await self._lookups.get(key) if self._disabled is None else None
+        hit = self._decode(key, text) if text is not None else None
         if hit is not None:
             hit.latency_s = time.perf_counter() - start
             self._tally("hits")
@@ -398,9 +436,11 @@ class LLMResponseCache:
         with self._lock:
             leader = self._inflight.get(slot)
             if leader is None:
-                self._inflight[slot] = loop.create_future()
+                self._inflight[slot] = [loop.create_future(), 0]
+            else:
+                leader[1] += 1
         if leader is not None:
-            shared = await asyncio.shield(leader)
+            shared = await asyncio.shield(leader[0])
             if isinstance(shared, Generation) and shared.ok:
                 self._tally("hits")
                 return dataclasses.replace(
@@ -429,12 +469,8 @@ class LLMResponseCache:
         finally:
             if slot is not None:
                 with self._lock:
-                    future = self._inflight.pop(slot, None)
-                if future is not None and not future.done():
+                    entry = self._inflight.pop(slot, None)
+                if entry is not None and entry[1] and not entry[0].done():
+                    # copied: the caller may change its own generation before the waiters run
                     shared = dataclasses.replace(gen, usage=dict(gen.usage)) if gen else None
-                    future.set_result(shared)
-
-
-def _resolve(future: asyncio.Future[Any], result: Any) -> None:
-    if not future.done():
-        future.set_result(result)
+                    entry[0].set_result(shared)

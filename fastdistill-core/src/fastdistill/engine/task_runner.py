@@ -100,24 +100,33 @@ async def run_task(worker: StepWorker) -> None:
             if worker.checkpoint is not None and worker.checkpoint.due():
                 await asyncio.to_thread(worker.checkpoint.maybe_commit)
 
+    errors: list[BaseException] = []  # engine failures inside a request's task (not the row's)
+
     async def one(row: Row, source: Row) -> None:
         rid = row.get(ROW_ID)
         out: Row | None = None
         try:
             try:
-                out = await step.aprocess_row(row, ctx)
-            finally:  # a cancelled request is not finished: it is not accounted (resume asks again)
-                sem.release()
-                running.pop(rid, None)
-        except Exception as exc:
-            ctx.reject(row, Reason.STEP_ERROR, f"{type(exc).__name__}: {exc}")
-        if out is not None:
-            done.append(out)
-        finished.append(source)  # the input row as it came in (a task may change it in place)
-        if ctx._rejected:
-            flush(urgent=True)  # a failure is not in the response cache: commit it now
-        else:
-            maybe_flush()
+                try:
+                    out = await step.aprocess_row(row, ctx)
+                finally:  # a cancelled request is not finished: not accounted (resume asks again)
+                    sem.release()
+                    running.pop(rid, None)
+            except Exception as exc:
+                ctx.reject(row, Reason.STEP_ERROR, f"{type(exc).__name__}: {exc}")
+            if out is not None:
+                done.append(out)
+            finished.append(source)  # the input row as it came in (a task may change it in place)
+            if ctx._rejected:
+                flush(urgent=True)  # a failure is not in the response cache: commit it now
+            else:
+                maybe_flush()
+        except asyncio.CancelledError:
+            pass  # the run is being cancelled: this request is simply not finished
+        except Exception as exc:  # kept and raised by the runner: an engine bug never vanishes
+            errors.append(exc)
+        finally:
+            tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     send_task = asyncio.create_task(sender())
     tick_task = asyncio.create_task(ticker())
@@ -145,10 +154,7 @@ async def run_task(worker: StepWorker) -> None:
                     sem.release()
                     break
                 running[row.get(ROW_ID)] = row
-                task = asyncio.create_task(one(row, row.copy()))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                task.add_done_callback(_retrieve)
+                tasks.add(asyncio.create_task(one(row, row.copy())))
             if plan.cancel.is_set():
                 break
         while tasks:
@@ -162,19 +168,14 @@ async def run_task(worker: StepWorker) -> None:
             finished.extend(running.values())
             running.clear()
         flush()
+        if errors:
+            raise errors[0]
     finally:
         tick_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, RuntimeError):
             await tick_task  # retrieved, so a cancelled run prints no "never retrieved" noise
         outbox.put_nowait(None)
         await send_task
-
-
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    """Mark a finished request's exception as seen (it was already turned into a rejection
-    or belongs to a cancelled run)."""
-    if not task.cancelled():
-        task.exception()
 
 
 def _send_all(worker: StepWorker, items: list[tuple[list[Row], list[str], bool]]) -> None:
