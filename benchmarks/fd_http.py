@@ -25,7 +25,8 @@ sys.path.insert(0, HERE)
 from common import Clock, cache_args, emit, make_instructions, scratch_dir  # noqa: E402
 from fastdistill import Pipeline  # noqa: E402
 from fastdistill.builtins.steps import LoadFromDicts  # noqa: E402
-from fastdistill_llms import OpenAICompatLLM, TextGeneration  # noqa: E402
+from fastdistill_llms.openai_compat import OpenAICompatLLM  # noqa: E402
+from fastdistill_llms.text_generation import TextGeneration  # noqa: E402
 
 import_s = time.perf_counter() - t_imp0
 

@@ -28,7 +28,7 @@ from common import Clock, cache_args, emit, make_instructions, scratch_dir  # no
 from fastdistill import Pipeline  # noqa: E402
 from fastdistill.builtins.steps import LoadFromDicts  # noqa: E402
 from fastdistill.testing import ScriptedLLM  # noqa: E402
-from fastdistill_llms import TextGeneration  # noqa: E402
+from fastdistill_llms.text_generation import TextGeneration  # noqa: E402
 
 import_s = time.perf_counter() - t_imp0
 

@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 
 from fastdistill import Pipeline
-from fastdistill_llms import EmbeddedLLM, TextGeneration
-from fastdistill_steps import ComputeHash, DedupExact, LoadJsonl
+from fastdistill_llms.embedded import EmbeddedLLM
+from fastdistill_llms.text_generation import TextGeneration
+from fastdistill_steps.canonical import ComputeHash
+from fastdistill_steps.dedup import DedupExact
+from fastdistill_steps.loaders import LoadJsonl
 
 HERE = Path(__file__).resolve().parent
 

@@ -6,9 +6,9 @@ import importlib.util
 import sys
 
 import pytest
-
 from fastdistill.errors import MissingDependencyError
-from fastdistill_cuda import (
+from fastdistill_cuda import inventory as inventory_mod
+from fastdistill_cuda.inventory import (
     CudaPlacementError,
     DeviceInfo,
     DeviceInventory,
@@ -18,7 +18,6 @@ from fastdistill_cuda import (
     TorchInventory,
     detect_inventory,
 )
-from fastdistill_cuda import inventory as inventory_mod
 
 
 def _nvml_works() -> bool:

@@ -7,18 +7,19 @@ import subprocess
 import sys
 import threading
 
-import pytest
-
 import fastdistill
+import pytest
 from fastdistill.errors import FastDistillError
 from fastdistill.placement import DeviceAssignment, PlacementStrategy
-from fastdistill_cuda import (
-    CudaFreeMemoryPlacement,
+from fastdistill_cuda.inventory import (
     CudaPlacementError,
-    CudaRoundRobinPlacement,
     DeviceInfo,
     FakeInventory,
     NoFreeDeviceError,
+)
+from fastdistill_cuda.placement import (
+    CudaFreeMemoryPlacement,
+    CudaRoundRobinPlacement,
     parse_visible_devices,
 )
 

@@ -5,15 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from fastdistill.errors import MissingDependencyError
-from fastdistill_cuda import (
-    CudaFreeMemoryPlacement,
-    CudaPlacementError,
-    CudaRoundRobinPlacement,
-    NvmlInventory,
-    detect_inventory,
-)
+from fastdistill_cuda.inventory import CudaPlacementError, NvmlInventory, detect_inventory
+from fastdistill_cuda.placement import CudaFreeMemoryPlacement, CudaRoundRobinPlacement
 
 
 def _real_devices():

@@ -1,8 +1,8 @@
 """A fault-injecting HTTP proxy on 127.0.0.1, for tests against a real OpenAI-compatible server.
 
 It forwards each ``POST`` to the upstream server (the real llama.cpp server of
-:class:`fastdistill_llms.EmbeddedServer`) and, for the requests a test chooses, misbehaves the
-way real providers and gateways do instead::
+:class:`fastdistill_llms.embedded.EmbeddedServer`) and, for the requests a test chooses,
+misbehaves the way real providers and gateways do instead::
 
     with FaultProxy(upstream_base_url) as proxy:
         proxy.script = lambda body, seen: Fault.status(500) if seen == 0 else None

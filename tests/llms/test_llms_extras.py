@@ -15,7 +15,9 @@ from collections.abc import Iterator
 import pytest
 from fastdistill import MissingDependencyError
 from fastdistill.testing import run_step
-from fastdistill_llms import AnthropicLLM, TextGeneration, TransformersLLM
+from fastdistill_llms.anthropic_llm import AnthropicLLM
+from fastdistill_llms.text_generation import TextGeneration
+from fastdistill_llms.transformers_llm import TransformersLLM
 from llms_fakes import model_available
 
 MSG = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello"}]
@@ -154,7 +156,7 @@ def gguf_transformers() -> Iterator[TransformersLLM]:
 @pytest.mark.model
 @pytest.mark.slow
 def test_transformers_runs_the_bundled_gguf_like_llamacpp(gguf_transformers):
-    from fastdistill_llms import EmbeddedLLM
+    from fastdistill_llms.embedded import EmbeddedLLM
 
     prompt = [{"role": "user", "content": "Name one primary color."}]
     [gen] = gguf_transformers.generate([prompt])

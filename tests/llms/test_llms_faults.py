@@ -17,7 +17,9 @@ from fastdistill import Pipeline
 from fastdistill.builtins.steps import LoadFromDicts
 from fastdistill.models import GENERATION_META_KEYS
 from fastdistill.testing import make_context, run_step
-from fastdistill_llms import EmbeddedServer, OpenAICompatLLM, TextGeneration
+from fastdistill_llms.embedded import EmbeddedServer
+from fastdistill_llms.openai_compat import OpenAICompatLLM
+from fastdistill_llms.text_generation import TextGeneration
 from llms_fakes import NEEDS_MODEL_REASON, model_available
 from llms_proxy import Fault, FaultProxy
 

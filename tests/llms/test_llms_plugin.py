@@ -6,17 +6,14 @@ import subprocess
 import sys
 
 from fastdistill import Registry
-from fastdistill_llms import (
-    AnthropicLLM,
-    ChatGeneration,
-    EmbeddedLLM,
-    EvolInstruct,
-    LLMJudge,
-    OpenAICompatLLM,
-    SelfInstruct,
-    TextGeneration,
-    TransformersLLM,
-)
+from fastdistill_llms.anthropic_llm import AnthropicLLM
+from fastdistill_llms.chat_generation import ChatGeneration
+from fastdistill_llms.embedded import EmbeddedLLM
+from fastdistill_llms.judge import LLMJudge
+from fastdistill_llms.openai_compat import OpenAICompatLLM
+from fastdistill_llms.synthetic import EvolInstruct, SelfInstruct
+from fastdistill_llms.text_generation import TextGeneration
+from fastdistill_llms.transformers_llm import TransformersLLM
 
 MODELS = {
     "openai_compat": OpenAICompatLLM,
@@ -53,7 +50,7 @@ def test_plugin_import_and_registration_do_not_import_heavy_libraries():
         "p.register_models(lambda obj, name=None, **m: got.append(name))\n"
         "p.register_steps(lambda obj, name=None, **m: got.append(name))\n"
         f"assert sorted(got) == {sorted(set(MODELS) | set(STEPS))!r}, got\n"
-        "heavy = ('httpx', 'httpcore', 'xllamacpp', 'anthropic', 'torch', 'transformers', 'gguf')\n"
+        "heavy = ('aiohttp', 'httpx', 'xllamacpp', 'anthropic', 'torch', 'transformers', 'gguf')\n"
         "loaded = [m for m in heavy if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )

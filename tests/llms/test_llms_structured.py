@@ -10,9 +10,11 @@ import pytest
 from fastdistill import Pipeline, Registry
 from fastdistill.builtins.steps import LoadFromDicts
 from fastdistill.testing import run_step
-from fastdistill_llms import EmbeddedLLM, OpenAICompatLLM, TextGeneration
 from fastdistill_llms._ratelimit import RateBudget, TokenBucket, estimate_tokens
+from fastdistill_llms.embedded import EmbeddedLLM
+from fastdistill_llms.openai_compat import OpenAICompatLLM
 from fastdistill_llms.structured import OutputValidator, SchemaError, type_from_schema
+from fastdistill_llms.text_generation import TextGeneration
 from llms_fakes import NEEDS_MODEL_REASON, model_available, ok_reply
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 

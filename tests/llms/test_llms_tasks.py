@@ -8,16 +8,16 @@ import pytest
 from fastdistill import Generation, Pipeline, Registry
 from fastdistill.builtins.steps import LoadFromDicts
 from fastdistill.testing import ScriptedLLM, make_context, run_step
-from fastdistill_llms import (
-    ChatGeneration,
-    EmbeddedLLM,
+from fastdistill_llms.chat_generation import ChatGeneration
+from fastdistill_llms.embedded import EmbeddedLLM
+from fastdistill_llms.judge import LLMJudge, parse_judgment
+from fastdistill_llms.synthetic import (
+    EVOLUTIONS,
     EvolInstruct,
-    LLMJudge,
     SelfInstruct,
-    TextGeneration,
+    parse_instruction_list,
 )
-from fastdistill_llms.judge import parse_judgment
-from fastdistill_llms.synthetic import EVOLUTIONS, parse_instruction_list
+from fastdistill_llms.text_generation import TextGeneration
 from llms_fakes import NEEDS_MODEL_REASON, model_available
 
 

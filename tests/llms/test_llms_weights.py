@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from fastdistill import MissingDependencyError
-from fastdistill_llms import EmbeddedLLM
+from fastdistill_llms.embedded import EmbeddedLLM
 from fastdistill_llms.weights import BUNDLED, GEMMA3_270M, locate, sha256_of
 from llms_fakes import model_available
 

@@ -9,7 +9,7 @@ import pytest
 from fastdistill import Pipeline, Step
 from fastdistill.builtins.steps import LoadFromDicts
 
-from fastdistill_steps import DedupExact
+from fastdistill_steps.dedup import DedupExact
 
 
 def _rows(n: int) -> list[dict]:

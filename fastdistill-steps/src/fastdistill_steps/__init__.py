@@ -1,36 +1,19 @@
 """fastdistill-steps: data steps for fastdistill (loaders, canonicalisation, SQL gates, exporters).
 
 The plugin entry point is :mod:`fastdistill_steps.plugin`.  Importing this package imports
-nothing heavy (pyarrow only when a Parquet file is read).
+nothing: each step is imported from the module that defines it, e.g.
+``from fastdistill_steps.loaders import LoadJsonl`` (:mod:`~fastdistill_steps.loaders`,
+:mod:`~fastdistill_steps.canonical`, :mod:`~fastdistill_steps.dedup`,
+:mod:`~fastdistill_steps.scoring`, :mod:`~fastdistill_steps.export`,
+:mod:`~fastdistill_steps.sql.schema`, :mod:`~fastdistill_steps.sql.extract`,
+:mod:`~fastdistill_steps.sql.rules`, :mod:`~fastdistill_steps.sql.exec_eval`).  The package
+root re-exports nothing so that plugin discovery, which imports
+:mod:`fastdistill_steps.plugin`, builds no step class; pyarrow is imported only when a Parquet
+file is read.
 """
 
 from __future__ import annotations
 
-from fastdistill_steps.canonical import Canonicalize, ComputeHash
-from fastdistill_steps.dedup import DedupExact
-from fastdistill_steps.export import ExportChat, ExportJsonl
-from fastdistill_steps.loaders import LoadJsonl, LoadParquet
-from fastdistill_steps.scoring import QualityGate, ScoreExec
-from fastdistill_steps.sql.exec_eval import SqliteExecEval
-from fastdistill_steps.sql.extract import ExtractSql
-from fastdistill_steps.sql.rules import RuleFilter
-from fastdistill_steps.sql.schema import SqliteSchema
-
 __version__ = "0.1.0"
 
-__all__ = [
-    "Canonicalize",
-    "ComputeHash",
-    "DedupExact",
-    "ExportChat",
-    "ExportJsonl",
-    "ExtractSql",
-    "LoadJsonl",
-    "LoadParquet",
-    "QualityGate",
-    "RuleFilter",
-    "ScoreExec",
-    "SqliteExecEval",
-    "SqliteSchema",
-    "__version__",
-]
+__all__ = ["__version__"]
