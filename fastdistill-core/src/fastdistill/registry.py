@@ -1,7 +1,9 @@
 """The component registry: a fresh pluggy ``PluginManager`` per :class:`Registry` instance.
 
-Plugins are discovered through entry points in the group ``fastdistill``.  Core registers its own
-built-ins through its own entry point and the same hooks as any third-party plugin.
+Plugins are discovered through entry points in the group ``fastdistill`` (read by
+:mod:`fastdistill.entrypoints`, as :mod:`importlib.metadata` reads them, without importing it).
+Core registers its own built-ins through its own entry point and the same hooks as any
+third-party plugin.
 
 A plugin may register a component lazily: ``register("package.module:Class", name=...)`` or
 ``register(name=..., loader=zero_arg_callable)``.  Discovery then imports nothing of the
@@ -28,11 +30,8 @@ default):
 
 from __future__ import annotations
 
-import difflib
 import sys
-import traceback
 from collections.abc import Callable, Iterable, Mapping
-from importlib import metadata
 from types import ModuleType
 from typing import Any
 
@@ -46,6 +45,7 @@ from fastdistill.components import (  # re-exported: part of the registry's publ
     _path_of,
     default_component_name,  # noqa: F401 (re-exported)
 )
+from fastdistill.entrypoints import entry_points
 from fastdistill.errors import PluginError, UnknownComponentError
 
 ENTRY_POINT_GROUP = "fastdistill"
@@ -117,12 +117,11 @@ class Registry:
         only = _split(self._env.get("FASTDISTILL_LOAD_PLUGINS"))
         blocked = _split(self._env.get("FASTDISTILL_BLOCK_PLUGINS")) or set()
         eps = sorted(
-            metadata.entry_points(group=ENTRY_POINT_GROUP),
+            entry_points(ENTRY_POINT_GROUP),
             key=lambda ep: (ep.name != CORE_PLUGIN, ep.name),
         )
         for ep in eps:
-            dist = ep.dist
-            dist_name = dist.metadata["Name"] if dist is not None else None
+            dist_name = ep.dist_name
             names = {ep.name, dist_name}
             if ep.name != CORE_PLUGIN:
                 if names & blocked:
@@ -133,7 +132,7 @@ class Registry:
             info = PluginInfo(
                 name=ep.name,
                 distribution=dist_name,
-                version=dist.version if dist is not None else None,
+                version=ep.dist_version,
             )
             try:
                 module = ep.load()
@@ -145,6 +144,8 @@ class Registry:
 
     def _record_error(self, info: PluginInfo, exc: BaseException) -> None:
         info.error = f"{type(exc).__name__}: {exc}"
+        import traceback
+
         info.traceback = "".join(traceback.format_exception(exc))
         self._plugins[info.name] = info
         if self._strict:
@@ -255,6 +256,8 @@ class Registry:
                 f" (Python: Registry(prefer={{{name!r}: <distribution>}}))"
             )
         known = sorted(n for k, n in self._components if k == kind)
+        import difflib
+
         close = difflib.get_close_matches(name, known, n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         other = [k for k, n in self._components if n == name]

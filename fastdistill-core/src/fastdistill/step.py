@@ -49,7 +49,13 @@ class RuntimeParamInfo:
 class _Component(BaseModel):
     """Shared base of steps and models: strict fields, per-class runtime-parameter metadata."""
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, validate_assignment=True)
+    #: ``defer_build``: pydantic builds a class's validator when it is first instantiated (or its
+    #: schema asked for), not when the class is created, so ``import fastdistill`` and plugin
+    #: discovery build none (the subclasses inherit it).  Field collection, and with it
+    #: :attr:`runtime_parameters_info`, still happens at class creation.
+    model_config = ConfigDict(
+        extra="forbid", arbitrary_types_allowed=True, validate_assignment=True, defer_build=True
+    )
 
     #: name under which a plugin registers the class (optional; defaults to snake_case name)
     component_name: ClassVar[str | None] = None

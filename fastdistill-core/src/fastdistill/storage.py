@@ -1,13 +1,22 @@
-"""``StorageBackend``: outputs, reports and artifacts on any fsspec URL (a local dir by default)."""
+"""``StorageBackend``: outputs, reports and artifacts on any fsspec URL (a local dir by default).
+
+``json``, ``uuid`` and fsspec are imported where they are used: ``import fastdistill`` imports
+this module.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+
+def _token() -> str:
+    """A unique temporary-file suffix."""
+    import uuid
+
+    return uuid.uuid4().hex
 
 
 class StorageBackend:
@@ -44,7 +53,7 @@ class StorageBackend:
         target = self.path(rel)
         parent = target.rsplit("/", 1)[0]
         self.fs.makedirs(parent, exist_ok=True)
-        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
+        tmp = f"{parent}/.tmp-{_token()}"
         try:
             with self.fs.open(tmp, "wb") as fh:
                 fh.write(data)
@@ -61,7 +70,7 @@ class StorageBackend:
         target = self.path(rel)
         parent = target.rsplit("/", 1)[0]
         self.fs.makedirs(parent, exist_ok=True)
-        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
+        tmp = f"{parent}/.tmp-{_token()}"
         try:
             with self.fs.open(tmp, "wb") as fh:
                 yield fh
@@ -77,10 +86,14 @@ class StorageBackend:
 
     def write_json(self, rel: str, obj: Any) -> str:
         """Atomically write pretty JSON."""
+        import json
+
         return self.write_text(rel, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
     def write_jsonl(self, rel: str, rows: Any) -> str:
         """Atomically write one JSON object per line."""
+        import json
+
         lines = [json.dumps(r, ensure_ascii=False, default=str) for r in rows]
         return self.write_text(rel, "\n".join(lines) + ("\n" if lines else ""))
 
@@ -92,6 +105,8 @@ class StorageBackend:
 
     def read_json(self, rel: str) -> Any:
         """Read a JSON file."""
+        import json
+
         return json.loads(self.read_bytes(rel))
 
     def open(self, rel: str, mode: str = "rb") -> IO[Any]:

@@ -2,16 +2,14 @@
 
 Engines obtain a transport class from the registry by name (``memory`` or ``filesystem``) and
 never branch on its type.  Every transport is bounded: ``put`` blocks while ``maxsize`` batches
-wait (back-pressure).
+wait (back-pressure).  ``pickle``, ``tempfile`` and ``uuid`` are imported by the filesystem
+transport when it is used (core's plugin imports this module during discovery).
 """
 
 from __future__ import annotations
 
-import pickle
 import queue
-import tempfile
 import threading
-import uuid
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -80,6 +78,8 @@ class FilesystemTransport:
     component_name = "filesystem"
 
     def __init__(self, maxsize: int = 8, spool_dir: str | Path | None = None, **_: Any) -> None:
+        import tempfile
+
         self._owned = spool_dir is None
         self._dir = Path(spool_dir or tempfile.mkdtemp(prefix="fastdistill-spool-"))
         self._dir.mkdir(parents=True, exist_ok=True)
@@ -87,6 +87,9 @@ class FilesystemTransport:
 
     def put(self, item: Any, timeout: float | None = None) -> None:
         """Spool ``item`` to a file and send its path."""
+        import pickle
+        import uuid
+
         path = self._dir / f"{uuid.uuid4().hex}.pkl"
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
@@ -98,6 +101,8 @@ class FilesystemTransport:
         item = self._q.get(timeout=timeout)
         if item is CLOSED:
             return CLOSED
+        import pickle
+
         data = item.read_bytes()
         item.unlink()
         return pickle.loads(data)
