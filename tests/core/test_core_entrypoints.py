@@ -86,3 +86,11 @@ def test_load_imports_the_module_and_resolves_attributes() -> None:
     with pytest.raises(ValueError, match="invalid entry point"):
         EntryPoint("x", "not valid!", "g", None, None).load()
 
+
+
+def test_entry_points_compare_by_value() -> None:
+    a = EntryPoint("x", "m:o", "g", "d", "1")
+    assert a == EntryPoint("x", "m:o", "g", "d", "1")
+    assert a != EntryPoint("x", "m:o", "g", "d", "2")
+    assert len({a, EntryPoint("x", "m:o", "g", "d", "1")}) == 1
+    assert "dist_version='1'" in repr(a)
