@@ -91,6 +91,10 @@ class Step(_Component):
     outputs: ClassVar[tuple[str, ...]] = ()
     #: steps whose metrics belong in the quality report's ``gates`` section
     is_gate: ClassVar[bool] = False
+    #: True for a cheap step whose output rows and rejections follow from its input rows and
+    #: parameters alone (no state, no clock, no randomness, no outside world): the engine does
+    #: not checkpoint it and recomputes it on resume, which costs less than recording it
+    deterministic: ClassVar[bool] = False
 
     name: str | None = Field(default=None, description="Name of the step in its pipeline.")
     input_batch_size: int = Field(default=50, ge=1, description="Rows per call of process().")

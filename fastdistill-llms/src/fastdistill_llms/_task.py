@@ -18,10 +18,9 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pydantic import PrivateAttr
-
 from fastdistill import LLM, Generation, Reason, Task
 from fastdistill.models import Message
+from pydantic import PrivateAttr
 
 if TYPE_CHECKING:
     from fastdistill import Row, StepContext

@@ -7,7 +7,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 from fastdistill.context import StepContext
 from fastdistill.rows import Reason, Row
@@ -42,6 +42,9 @@ class Canonicalize(Step):
     A row whose field is missing, ``None`` or not a string is rejected (``invalid_input``)
     with the field named.
     """
+
+    #: a pure function of the row: recomputed on resume, not checkpointed
+    deterministic: ClassVar[bool] = True
 
     fields: list[str] = Field(min_length=1, description="Text columns to canonicalise.")
     collapse_whitespace: bool = Field(default=True, description="Collapse whitespace runs.")
@@ -87,6 +90,9 @@ class ComputeHash(Step):
     The hash covers ``{field: value}`` for the listed fields (order of ``fields`` does not
     matter), so it is the same across runs, processes and machines.
     """
+
+    #: a pure function of the row: recomputed on resume, not checkpointed
+    deterministic: ClassVar[bool] = True
 
     fields: list[str] = Field(min_length=1, description="Columns that identify a sample.")
     task_id: str = Field(default="default", description="Namespace of the ids (the task).")

@@ -26,6 +26,9 @@ class ScoreExec(Step):
     scores ``default_score``.  ``score_reason`` says where the score came from.
     """
 
+    #: a pure function of the row: recomputed on resume, not checkpointed
+    deterministic: ClassVar[bool] = True
+
     status_column: str = Field(default="exec_status", description="Column with the verdict.")
     output_column: str = Field(default="score", description="Column receiving the score.")
     weights: dict[str, float] = Field(default_factory=dict, description="Score per status.")
@@ -59,6 +62,9 @@ class QualityGate(Step):
     With ``status_column`` (default ``exec_status``) the reason follows the execution verdict:
     ``exec_mismatch``, ``exec_error`` or ``exec_timeout``; otherwise ``low_score``.
     """
+
+    #: a pure function of the row: recomputed on resume, not checkpointed
+    deterministic: ClassVar[bool] = True
 
     is_gate: ClassVar[bool] = True
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from itertools import repeat
 from operator import itemgetter
 from typing import Annotated, Any, ClassVar
 
@@ -50,11 +51,14 @@ class LoadFromDicts(GeneratorStep):
         """Batches of copies of the rows."""
         data = self.data if ctx.limit is None else self.data[: ctx.limit]
         for start in range(0, len(data), self.batch_size):
-            yield [dict(r) for r in data[start : start + self.batch_size]]
+            yield list(map(dict, data[start : start + self.batch_size]))
 
 
 class KeepColumns(Step):
     """Keep only the listed columns (in that order)."""
+
+    #: a projection: recomputed on resume, never checkpointed
+    deterministic: ClassVar[bool] = True
 
     columns: list[str] = Field(description="Columns to keep.")
 
@@ -73,13 +77,13 @@ class KeepColumns(Step):
             return []
         shape = rows[0].keys()
         names = [k for k in shape if k.startswith("_")] + list(cols)
-        fast = len(names) > 1 and all(c in shape for c in cols)
-        getter = itemgetter(*names) if fast else None
-        out = []
-        for r in rows:
-            if getter is not None and r.keys() == shape:  # rows shaped like the first: in C
-                out.append(dict(zip(names, getter(r), strict=True)))
-            else:
-                out.append({**{k: v for k, v in r.items() if k.startswith("_")},
-                            **{c: r.get(c) for c in cols}})
-        return out
+        if (
+            len(names) > 1
+            and all(c in shape for c in cols)
+            and all(map(shape.__eq__, map(dict.keys, rows)))
+        ):  # every row shaped like the first (the usual case): projected in C loops
+            return list(map(dict, map(zip, repeat(names), map(itemgetter(*names), rows))))
+        return [
+            {**{k: v for k, v in r.items() if k.startswith("_")}, **{c: r.get(c) for c in cols}}
+            for r in rows
+        ]

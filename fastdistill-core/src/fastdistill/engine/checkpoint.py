@@ -31,6 +31,8 @@ from fastdistill.engine.codec import dumps, loads
 from fastdistill.rows import ROW_ID, Rejection, Row
 from fastdistill.storage import StorageBackend
 
+_ROW_ID_OF = itemgetter(ROW_ID)
+
 STATE_DIR = ".fastdistill"
 
 #: reject reasons of a passing outage: such rows are not replayed but tried again on resume
@@ -73,6 +75,23 @@ def _kept_records(
     dropped = [k for k in s0 if k not in first]
     out_keys, in_keys = first.keys(), s0.keys()
     getter = itemgetter(*same) if same else None
+    try:  # the usual case, checked in C loops: every row shaped like the first one
+        ids = list(map(_ROW_ID_OF, kept))
+        srcs = list(map(src.__getitem__, ids))
+        uniform = (
+            all(map(out_keys.__eq__, map(dict.keys, kept)))
+            and all(map(in_keys.__eq__, map(dict.keys, srcs)))
+            and (getter is None or list(map(getter, kept)) == list(map(getter, srcs)))
+        )
+    except (KeyError, TypeError):  # a row without an id or a source, or not a dict
+        uniform = False
+    if uniform:
+        rec: dict[str, Any] = {
+            "ids": ids, "cols": {k: list(map(itemgetter(k), kept)) for k in changed},
+        }
+        if dropped:
+            rec["drop"] = dropped
+        return [rec]
     ok: list[Row] = []
     rest: list[dict[str, Any]] = []
     for row in kept:
@@ -86,7 +105,7 @@ def _kept_records(
             ok.append(row)
         else:
             rest.append(_delta(row, s, keep))
-    rec: dict[str, Any] = {
+    rec = {
         "ids": [r[ROW_ID] for r in ok],
         "cols": {k: [r[k] for r in ok] for k in changed},
     }

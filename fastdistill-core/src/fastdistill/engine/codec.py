@@ -8,6 +8,7 @@ bits and non-string keys take the stdlib path, so no row is ever refused.
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import orjson
@@ -26,6 +27,11 @@ def dumps(obj: Any) -> bytes:
         return orjson.dumps(obj, default=_default, option=_OPTS)
     except (TypeError, orjson.JSONEncodeError):
         return json.dumps(obj, ensure_ascii=False, default=str).encode("utf-8")
+
+
+#: :func:`dumps` without the stdlib fallback: raises ``TypeError`` (``orjson.JSONEncodeError``)
+#: for what only the fallback can write (integers beyond 64 bits, non-string keys)
+dumps_strict = partial(orjson.dumps, default=_default, option=_OPTS)
 
 
 def canonical(obj: Any, default: Any = _default) -> bytes:

@@ -7,12 +7,19 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from operator import itemgetter
+from itertools import repeat
+from operator import itemgetter, methodcaller
 from typing import IO, Any
 
-from fastdistill.engine.codec import dumps, loads
+import orjson
+
+from fastdistill.engine.codec import dumps, dumps_strict, loads
 from fastdistill.rows import REJECTION, ROW_ID, Rejection, Row
 from fastdistill.storage import StorageBackend
+
+_ROW_ID_OF = itemgetter(ROW_ID)
+_RPARTITION = methodcaller("rpartition", ":")
+_FIRST, _THIRD = itemgetter(0), itemgetter(2)
 
 #: rows a sink sorts in memory before it writes them out as one sorted run
 RUN_ROWS = 20_000
@@ -79,18 +86,30 @@ def _compact(lines: list[bytes]) -> list[bytes]:
     return b"\n".join(lines).split(b"\n")
 
 
+def _sort_keys(rows: list[Row]) -> list[tuple[str, int]]:
+    """:func:`_row_sort_key` of every row (engine ids ``<step>:<n>`` in C loops)."""
+    try:
+        parts = list(map(_RPARTITION, map(_ROW_ID_OF, rows)))
+        idxs = list(map(_THIRD, parts))
+        if all(map(str.isdigit, idxs)):
+            return list(zip(map(_FIRST, parts), map(int, idxs), strict=True))
+    except (KeyError, TypeError, ValueError, AttributeError):  # an unusual id: row by row
+        pass
+    return [_row_sort_key(r) for r in rows]
+
+
 def _public_lines(rows: list[Row]) -> list[bytes]:
     shape = rows[0].keys()
     names = [k for k in shape if not k.startswith("_")]
-    if len(names) < 2:
-        return _compact([dumps({k: v for k, v in r.items() if not k.startswith("_")})
-                         for r in rows])
-    getter = itemgetter(*names)
-    return _compact([
-        dumps(dict(zip(names, getter(r), strict=True)) if r.keys() == shape
-              else {k: v for k, v in r.items() if not k.startswith("_")})
-        for r in rows
-    ])
+    if len(names) >= 2 and all(map(shape.__eq__, map(dict.keys, rows))):
+        # every row shaped like the first (the usual case): projected and encoded in C loops
+        try:
+            return _compact(list(map(dumps_strict, map(dict, map(
+                zip, repeat(names), map(itemgetter(*names), rows))))))
+        except (TypeError, orjson.JSONEncodeError):
+            pass  # a value orjson does not take: the codec's fallback, row by row
+    return _compact([dumps({k: v for k, v in r.items() if not k.startswith("_")})
+                     for r in rows])
 
 
 def _private_lines(rows: list[Row]) -> list[bytes]:
@@ -121,7 +140,7 @@ class RowSink:
         """Append rows (encoded now; held in memory up to ``RUN_ROWS`` rows)."""
         if not rows:
             return
-        keys = [_row_sort_key(r) for r in rows]
+        keys = _sort_keys(rows)
         lines = _private_lines(rows) if self._keep_private else _public_lines(rows)
         with self._lock:
             self._buf.extend(zip(keys, lines, strict=True))

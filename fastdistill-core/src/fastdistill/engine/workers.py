@@ -12,8 +12,11 @@ import asyncio
 import queue
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 from fastdistill.context import StepContext
@@ -63,6 +66,19 @@ class Merger:
         return ready, gone
 
 
+_ROW_ID_OF = itemgetter(ROW_ID)
+
+
+def _same_ids(kept: list[Row], batch: list[Row]) -> bool:
+    """Whether ``kept`` holds exactly the rows of ``batch``, in order, by row id (C loops)."""
+    if len(kept) != len(batch):
+        return False
+    try:
+        return list(map(_ROW_ID_OF, kept)) == list(map(_ROW_ID_OF, batch))
+    except (KeyError, TypeError):  # a row without an id: the slow path sorts it out
+        return False
+
+
 class StepWorker:
     """Runs one step: reads envelopes, re-chunks to the step's batch size, forwards results."""
 
@@ -90,6 +106,11 @@ class StepWorker:
         self.upstream = plan.pipeline.upstream(name)
         self.error: BaseException | None = None
         self.checkpoint = checkpoint
+        #: a deterministic stateless step is recomputed on resume instead of checkpointed
+        self.records = checkpoint is not None and not (
+            getattr(self.step, "deterministic", False)
+            and not getattr(self.step, "state_columns", list)()
+        )
         self.replay = Replay()
         self.completed = False
 
@@ -144,8 +165,7 @@ class StepWorker:
         the step ran (a step may change its input rows in place)."""
         if rejections is None:
             rejections = (ctx or self.ctx).drain_rejections()
-        in_list = [r.get(ROW_ID) for r in batch]
-        if rejections or [r.get(ROW_ID) for r in kept] != in_list:
+        if rejections or not _same_ids(kept, batch):
             kept, rejections = self._reconcile(batch, kept, rejections)
         if self.checkpoint is not None and record:
             src = sources if sources is not None else {r[ROW_ID]: r for r in batch if ROW_ID in r}
@@ -227,10 +247,10 @@ class StepWorker:
         sources: dict[str, Row] | None = None
         if new or not batch:  # a global step is called even with no rows (to write its files)
             pending = ctx.drain_rejections()
-            if self.checkpoint is not None:
+            if self.records:
                 # the rows as they came in: a step may add or change columns in place
                 try:
-                    sources = dict(zip([r[ROW_ID] for r in new], map(dict.copy, new),
+                    sources = dict(zip(map(_ROW_ID_OF, new), map(dict.copy, new),
                                        strict=True))
                 except (KeyError, TypeError):  # a row without an id, or not a plain dict
                     sources = {r[ROW_ID]: dict(r) for r in new if ROW_ID in r}
@@ -241,7 +261,8 @@ class StepWorker:
                 kept.extend(self._isolate(new, runner, ctx))
             for row, rej in pending:
                 ctx.reject(row, rej.reason, rej.detail)
-        return self._account(batch, kept, t0, replayed, ctx=ctx, sources=sources)
+        return self._account(batch, kept, t0, replayed, record=self.records, ctx=ctx,
+                             sources=sources)
 
     def _isolate(self, batch: list[Row], runner: Any, ctx: StepContext) -> list[Row]:
         """A batch raised: retry row by row so only the failing rows are rejected."""
@@ -363,9 +384,13 @@ class StepWorker:
                 break
             batch = list(batch)
             rejections = self.ctx.drain_rejections()
-            for row in batch:
-                row[ROW_ID] = f"{self.name}:{index}"
-                index += 1
+            ids = list(map(f"{self.name}:".__add__, map(str, range(index, index + len(batch)))))
+            try:  # C loops; a row that is not a dict fails the batch below, as before
+                deque(map(dict.__setitem__, batch, repeat(ROW_ID), ids), maxlen=0)
+            except TypeError:
+                for row, rid in zip(batch, ids, strict=True):
+                    row[ROW_ID] = rid
+            index += len(batch)
             for row, _ in rejections:
                 row[ROW_ID] = f"{self.name}:{index}"
                 index += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import ClassVar
 
 from fastdistill.context import StepContext
 from fastdistill.rows import Reason, Row
@@ -126,6 +127,9 @@ class ExtractSql(Step):
 
     Rows with no answer or no recognisable SQL are rejected with reason ``no_sql``.
     """
+
+    #: a pure function of the row: recomputed on resume, not checkpointed
+    deterministic: ClassVar[bool] = True
 
     input_column: str = Field(default="generation", description="Column with the answer text.")
     output_column: str = Field(default="sql", description="Column receiving the SQL.")

@@ -90,6 +90,9 @@ class RuleFilter(Step):
     rejects the row.
     """
 
+    #: a pure function of the row: recomputed on resume, not checkpointed
+    deterministic: ClassVar[bool] = True
+
     is_gate: ClassVar[bool] = True
 
     rules: list[str] = Field(
