@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from fastdistill.rows import ROW_ID, Reason, Rejection, Row, reason_code
 from fastdistill.storage import StorageBackend
 
 if TYPE_CHECKING:
+    import logging
     from collections.abc import Sequence
 
     from fastdistill.cache.llm_cache import LLMResponseCache
@@ -88,6 +88,8 @@ class StepContext:
     logger: logging.Logger = field(init=False)
 
     def __post_init__(self) -> None:
+        import logging  # here: ``import fastdistill`` does not need it
+
         self.logger = logging.getLogger(f"fastdistill.step.{self.step_name}")
         self._rejected: list[tuple[Row, Rejection]] = []
         self._lock = threading.Lock()

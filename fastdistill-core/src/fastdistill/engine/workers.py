@@ -8,7 +8,6 @@ lost without a reason is rejected with ``step_error`` rather than dropped.
 
 from __future__ import annotations
 
-import asyncio
 import queue
 import time
 import traceback
@@ -297,6 +296,8 @@ class StepWorker:
                 elif isinstance(self.step, GeneratorStep):
                     self._run_generator()
                 elif isinstance(self.step, Task):
+                    import asyncio  # here: a pipeline without LLM tasks never imports it
+
                     from fastdistill.engine.task_runner import run_task
 
                     asyncio.run(run_task(self))
