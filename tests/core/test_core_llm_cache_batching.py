@@ -136,3 +136,11 @@ def test_stored_entry_round_trips_and_non_finite_latency_is_not_stored(
                                                                    {"prompt_tokens": 3}, 0.25)
     assert not cache.put("k2", Generation(text="x", latency_s=float("nan")))
     assert cache.get("k2") is None and cache.stats()["bypassed"] == 1
+
+
+def test_per_loop_state_of_finished_loops_is_dropped(cache: LLMResponseCache) -> None:
+    llm = ScriptedLLM(script=echo)
+    for i in range(5):  # five runs, five event loops
+        asyncio.run(cache.get_or_generate(llm, prompts(6)[i:i + 1][0]))
+    assert len(cache._mailboxes) <= 1  # only the last (closed) loop's box is left
+    assert not cache._lookups._pending

@@ -15,12 +15,10 @@ import asyncio
 import re
 import string
 import time
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from fastdistill import LLM, Generation, Reason, Task
 from fastdistill.models import Message
-from pydantic import PrivateAttr
 
 if TYPE_CHECKING:
     from fastdistill import Row, StepContext
@@ -84,16 +82,15 @@ def template_columns(template: str) -> list[str]:
     return cols
 
 
-def fill_template(template: str, row: Row, columns: Sequence[str] | None = None) -> str:
-    """``template`` filled from ``row``; ``KeyError`` names missing columns.
-
-    ``columns``: :func:`template_columns` of ``template``, when the caller has them already.
-    """
-    cols = template_columns(template) if columns is None else columns
-    missing = [c for c in cols if c not in row]
-    if missing:
-        raise KeyError(", ".join(missing))
-    return template.format_map(row)
+def fill_template(template: str, row: Row) -> str:
+    """``template`` filled from ``row``; ``KeyError`` names missing columns."""
+    try:
+        return template.format_map(row)
+    except KeyError:  # name every missing column, not only the first one
+        missing = [c for c in template_columns(template) if c not in row]
+        if missing:
+            raise KeyError(", ".join(missing)) from None
+        raise
 
 
 def is_timeout(exc: BaseException) -> bool:
@@ -123,15 +120,6 @@ class LLMTask(Task):
     system_prompt: str | None = None
     meta_column: str = "generation_meta"
     reject_truncated: bool = True
-
-    _template_cols: dict[str, tuple[str, ...]] = PrivateAttr(default_factory=dict)
-
-    def fill(self, template: str, row: Row) -> str:
-        """:func:`fill_template` with the template's columns parsed once per task."""
-        cols = self._template_cols.get(template)
-        if cols is None:
-            cols = self._template_cols[template] = tuple(template_columns(template))
-        return fill_template(template, row, cols)
 
     # ------------------------------------------------------------------ contract
     def result_columns(self) -> list[str]:

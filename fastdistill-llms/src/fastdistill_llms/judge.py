@@ -23,6 +23,7 @@ from pydantic import Field, model_validator
 from fastdistill_llms._task import (
     InvalidOutput,
     LLMTask,
+    fill_template,
     RejectRow,
     template_columns,
 )
@@ -179,7 +180,7 @@ class LLMJudge(LLMTask):
 
     def format_input(self, row: Row) -> list[Message]:
         """Grading instructions (system) and the filled template (user)."""
-        prompt = self.fill(self.template, row)
+        prompt = fill_template(self.template, row)
         system = (self.system_prompt or "").format(
             rubric=self.rubric, lo=self.scale_min, hi=self.scale_max
         )

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator
 
 from fastdistill_llms._task import (
     LLMTask,
+    fill_template,
     is_timeout,
     template_columns,
 )
@@ -85,7 +86,15 @@ class TextGeneration(LLMTask):
 
     def structured(self) -> bool:
         """True when the model validates answers against a schema (adds ``parsed_column``)."""
-        return getattr(self.llm, "structured_output", None) is not None
+        llm = self.llm
+        cls = type(llm)
+        if not (
+            "structured_output" in getattr(cls, "model_fields", {})
+            or hasattr(cls, "structured_output")
+            or "structured_output" in getattr(llm, "__dict__", {})
+        ):
+            return False  # asked on the class: a missing attribute on a model raises inside
+        return getattr(llm, "structured_output", None) is not None
 
     def result_columns(self) -> list[str]:
         """The text column, and the parsed column for structured output."""
@@ -93,7 +102,7 @@ class TextGeneration(LLMTask):
 
     def format_input(self, row: Row) -> list[Message]:
         """System prompt, few-shot turns, the filled template.  ``KeyError``: missing column."""
-        prompt = self.fill(self.template, row)
+        prompt = fill_template(self.template, row)
         messages = self.system_messages()
         messages.extend({"role": m["role"], "content": m["content"]} for m in self.few_shot)
         messages.append({"role": "user", "content": prompt})

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -27,9 +26,8 @@ class LookupBatcher:
     def __init__(self, fetch: Callable[[list[str]], dict[str, Any]]) -> None:
         self._fetch = fetch
         self._lock = threading.Lock()
-        self._pending: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, list[tuple[str, asyncio.Future[Any]]]
-        ] = weakref.WeakKeyDictionary()
+        # loops with lookups waiting for this turn's query (an entry lives one turn)
+        self._pending: dict[asyncio.AbstractEventLoop, list[tuple[str, asyncio.Future[Any]]]] = {}
 
     async def get(self, key: str) -> Any:
         """The value stored for ``key``, or ``None``."""
@@ -38,6 +36,8 @@ class LookupBatcher:
         with self._lock:
             waiting = self._pending.get(loop)
             if waiting is None:
+                for old in [lp for lp in self._pending if lp.is_closed()]:
+                    del self._pending[old]  # a loop stopped before its turn's query ran
                 waiting = self._pending[loop] = []
                 loop.call_soon(self._answer, loop)
             waiting.append((key, future))
@@ -85,18 +85,25 @@ class LoopMailbox:
 
 
 class Mailboxes:
-    """One :class:`LoopMailbox` per event loop (held weakly: a finished loop's box goes)."""
+    """One :class:`LoopMailbox` per event loop (the boxes of closed loops are dropped whenever
+    a new loop asks for one)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._boxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopMailbox] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._boxes: dict[asyncio.AbstractEventLoop, LoopMailbox] = {}
 
     def for_loop(self, loop: asyncio.AbstractEventLoop) -> LoopMailbox:
         """The mailbox of ``loop``."""
+        box = self._boxes.get(loop)  # the usual case: no lock needed to read
+        if box is not None:
+            return box
         with self._lock:
+            for old in [lp for lp in self._boxes if lp.is_closed()]:
+                del self._boxes[old]
             box = self._boxes.get(loop)
             if box is None:
                 box = self._boxes[loop] = LoopMailbox(loop)
             return box
+
+    def __len__(self) -> int:
+        return len(self._boxes)
