@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--batch-size", type=int, default=50)
     ap.add_argument("--lazy", action="store_true", help="generate rows lazily (SynthRows)")
+    ap.add_argument("--no-checkpoint", action="store_true",
+                    help="run(checkpoint=False): no resume data, as the peer's run(use_cache=False)")
     ap.add_argument("--no-rss", action="store_true",
                     help="skip maxrss_loop_mb (getrusage per batch looks expensive under py-spy)")
     a = ap.parse_args()
@@ -64,7 +66,8 @@ def main() -> None:
 
     clock = Clock(track=None if a.no_rss else "keep")
     t_run0 = time.perf_counter()
-    result = pipe.run(os.path.join(work, "out"), on_event=clock)
+    result = pipe.run(os.path.join(work, "out"), on_event=clock,
+                      checkpoint=not a.no_checkpoint)
     run_s = time.perf_counter() - t_run0
 
     emit({

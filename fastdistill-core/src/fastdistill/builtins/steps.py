@@ -77,12 +77,15 @@ class KeepColumns(Step):
             return []
         shape = rows[0].keys()
         names = [k for k in shape if k.startswith("_")] + list(cols)
-        if (
-            len(names) > 1
-            and all(c in shape for c in cols)
-            and all(map(shape.__eq__, map(dict.keys, rows)))
-        ):  # every row shaped like the first (the usual case): projected in C loops
-            return list(map(dict, map(zip, repeat(names), map(itemgetter(*names), rows))))
+        if len(names) > 1 and all(c in shape for c in cols):
+            # rows of the same length holding all of the first row's keys have its key set:
+            # then every row is projected in C loops (zip stops at the kept names)
+            full = itemgetter(*names, *(k for k in shape if k not in names))
+            try:
+                if list(map(len, rows)).count(len(shape)) == len(rows):
+                    return list(map(dict, map(zip, repeat(names), map(full, rows))))
+            except (KeyError, TypeError):
+                pass  # rows of another shape: one by one
         return [
             {**{k: v for k, v in r.items() if k.startswith("_")}, **{c: r.get(c) for c in cols}}
             for r in rows

@@ -28,6 +28,7 @@ from operator import itemgetter
 from typing import Any
 
 from fastdistill.engine.codec import dumps, loads
+from fastdistill.engine.snapshot import Snapshot
 from fastdistill.rows import ROW_ID, Rejection, Row
 from fastdistill.storage import StorageBackend
 
@@ -58,10 +59,14 @@ def _delta(row: Row, source: Row | None, keep: tuple[str, ...]) -> dict[str, Any
 
 
 def _kept_records(
-    kept: list[Row], src: dict[Any, Row], keep: tuple[str, ...]
+    kept: list[Row], src: dict[Any, Row] | Snapshot, keep: tuple[str, ...]
 ) -> list[dict[str, Any]]:
     """Records of the kept rows: one columnar record for the rows shaped like the first one
     (same columns in and out, the same columns changed), per-row deltas for the others."""
+    if isinstance(src, Snapshot):
+        rec = src.columnar(kept, keep)
+        if rec is not None:  # the usual case: the step added columns to its input rows
+            return [rec]
     first = kept[0] if len(kept) >= 8 else None
     s0 = src.get(first.get(ROW_ID)) if first is not None else None
     if first is None or s0 is None:
@@ -183,8 +188,8 @@ class StepCheckpoint:
         state_columns: tuple[str, ...] = (),
         *,
         window_s: float = 0.5,
-        max_rows: int = 2000,
-        max_bytes: int = 1 << 20,
+        max_rows: int = 20_000,
+        max_bytes: int = 4 << 20,
     ) -> None:
         self.storage = storage
         self.rel = f"{STATE_DIR}/steps/{signature}"
@@ -234,7 +239,7 @@ class StepCheckpoint:
         self,
         kept: list[Row],
         rejected: list[tuple[Row, Rejection]],
-        sources: dict[str, Row] | None = None,
+        sources: Snapshot | dict[str, Row] | None = None,
     ) -> None:
         """Buffer one processed batch (committed by :meth:`maybe_commit` / :meth:`commit`).
 
@@ -242,7 +247,7 @@ class StepCheckpoint:
         a step changed are stored: a checkpoint costs O(new data)."""
         if not kept and not rejected:
             return
-        src: dict[Any, Row] = sources or {}
+        src: Snapshot | dict[Any, Row] = sources if sources is not None else {}
         keep = self.state_columns
         recs = _kept_records(kept, src, keep) if kept else []
         for row, rej in rejected:

@@ -101,13 +101,16 @@ def _sort_keys(rows: list[Row]) -> list[tuple[str, int]]:
 def _public_lines(rows: list[Row]) -> list[bytes]:
     shape = rows[0].keys()
     names = [k for k in shape if not k.startswith("_")]
-    if len(names) >= 2 and all(map(shape.__eq__, map(dict.keys, rows))):
-        # every row shaped like the first (the usual case): projected and encoded in C loops
+    if len(names) >= 2:
+        # every row shaped like the first (the usual case): projected and encoded in C loops;
+        # rows of the same length holding all of the first row's keys have its key set
+        full = itemgetter(*names, *(k for k in shape if k.startswith("_")))
         try:
-            return _compact(list(map(dumps_strict, map(dict, map(
-                zip, repeat(names), map(itemgetter(*names), rows))))))
-        except (TypeError, orjson.JSONEncodeError):
-            pass  # a value orjson does not take: the codec's fallback, row by row
+            if list(map(len, rows)).count(len(shape)) == len(rows):
+                return _compact(list(map(dumps_strict, map(dict, map(
+                    zip, repeat(names), map(full, rows))))))
+        except (KeyError, TypeError, orjson.JSONEncodeError):
+            pass  # another shape, or a value only the codec's fallback writes: row by row
     return _compact([dumps({k: v for k, v in r.items() if not k.startswith("_")})
                      for r in rows])
 

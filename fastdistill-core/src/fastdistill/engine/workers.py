@@ -20,6 +20,7 @@ from typing import Any
 
 from fastdistill.context import StepContext
 from fastdistill.engine.checkpoint import Replay, StepCheckpoint
+from fastdistill.engine.snapshot import Snapshot
 from fastdistill.engine.collect import RejectedSink, StepStats
 from fastdistill.engine.plan import Event, ExecutionPlan
 from fastdistill.rows import ROW_ID, Reason, Rejection, Row
@@ -156,7 +157,7 @@ class StepWorker:
         replayed: set[str] | None = None,
         record: bool = True,
         ctx: StepContext | None = None,
-        sources: dict[str, Row] | None = None,
+        sources: Snapshot | dict[str, Row] | None = None,
         rejections: list[tuple[Row, Rejection]] | None = None,
     ) -> tuple[list[Row], list[str]]:
         """Record rejections; reject rows that vanished without a reason; checkpoint the
@@ -243,16 +244,12 @@ class StepWorker:
                     kept.extend(outcome)
         else:
             new = list(batch)
-        sources: dict[str, Row] | None = None
+        sources: Snapshot | None = None
         if new or not batch:  # a global step is called even with no rows (to write its files)
             pending = ctx.drain_rejections()
             if self.records:
                 # the rows as they came in: a step may add or change columns in place
-                try:
-                    sources = dict(zip(map(_ROW_ID_OF, new), map(dict.copy, new),
-                                       strict=True))
-                except (KeyError, TypeError):  # a row without an id, or not a plain dict
-                    sources = {r[ROW_ID]: dict(r) for r in new if ROW_ID in r}
+                sources = Snapshot(new)
             try:
                 kept.extend(runner.process(new, ctx))
             except Exception:
