@@ -58,6 +58,9 @@ def main() -> None:
     ap.add_argument("--no-llm-cache", action="store_true",
                     help="run(llm_cache=False) (default: the response cache on, as for a user, "
                          "but in a fresh folder: every run is a first run, all misses)")
+    ap.add_argument("--no-checkpoint", action="store_true",
+                    help="run(checkpoint=False): no resume data (with --no-llm-cache: the "
+                         "peer's configuration, run(use_cache=False))")
     a = ap.parse_args()
 
     starts: list[float] = []
@@ -76,7 +79,8 @@ def main() -> None:
     )
     clock = Clock()
     t0 = time.perf_counter()
-    result = pipe.run(os.path.join(work, "out"), on_event=clock, **cache_args(a.no_llm_cache, work))
+    result = pipe.run(os.path.join(work, "out"), on_event=clock, checkpoint=not a.no_checkpoint,
+                      **cache_args(a.no_llm_cache, work))
     run_s = time.perf_counter() - t0
 
     ideal_s = math.ceil(a.n / a.in_flight) * a.latency

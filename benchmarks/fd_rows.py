@@ -43,7 +43,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=50)
     ap.add_argument("--lazy", action="store_true", help="generate rows lazily (SynthRows)")
     ap.add_argument("--no-checkpoint", action="store_true",
-                    help="run(checkpoint=False): no resume data, as the peer's run(use_cache=False)")
+                    help="run(checkpoint=False): no resume data, as the peer's "
+                         "run(use_cache=False)")
     ap.add_argument("--no-rss", action="store_true",
                     help="skip maxrss_loop_mb (getrusage per batch looks expensive under py-spy)")
     a = ap.parse_args()

@@ -107,6 +107,32 @@ def shapes(quick: bool) -> list[dict[str, Any]]:
             "ideal": True,
             "goal": ("eff>=", 0.5),
         },
+        *[
+            {
+                "id": f"{sid}=",
+                "shape": f"{sid} in the peer's configuration (no resume data)",
+                "peer_from": sid,
+                "fd": fd(*cmd, *flags),
+                "metric": "rows_per_s",
+                "unit": "rows/s",
+                "ideal": sid.startswith("P2"),
+                "goal": goal,
+                "note": "the peer's scripts run(use_cache=False): no resume data; fastdistill "
+                        "the same way (checkpoint=False, llm_cache=False)",
+            }
+            for sid, cmd, flags, goal in (
+                ("P1a", ("fd_rows.py", "--n", n1a, "--batch-size", 50), ("--no-checkpoint",),
+                 ("ratio>=", 100)),
+                ("P1b", ("fd_rows.py", "--n", n1b, "--batch-size", 1000), ("--no-checkpoint",),
+                 ("ratio>=", 30)),
+                ("P2a", ("fd_llm.py", "--n", n2, "--latency", 0.05, "--in-flight", 50,
+                         "--batch-size", 50), ("--no-checkpoint", "--no-llm-cache"),
+                 ("eff>=", 0.9)),
+                ("P2b", ("fd_llm.py", "--n", n2, "--latency", 0.05, "--in-flight", 1000,
+                         "--batch-size", 1000), ("--no-checkpoint", "--no-llm-cache"),
+                 ("eff>=", 0.5)),
+            )
+        ],
         {
             "id": "P2-HTTP",
             "shape": f"{n2:,} rows -> openai_compat over HTTP (127.0.0.1, 50 ms), 50 in flight",
@@ -392,7 +418,11 @@ def main() -> int:
         )
     wanted = [s for s in all_shapes if not only or s["id"] in only]
     # derived shapes need their source shape's runs
-    needed = {s["id"] for s in wanted} | {s["from"] for s in wanted if "from" in s}
+    needed = (
+        {s["id"] for s in wanted}
+        | {s["from"] for s in wanted if "from" in s}
+        | {s["peer_from"] for s in wanted if "peer_from" in s}
+    )
     to_run = [s for s in all_shapes if s["id"] in needed]
 
     if not a.skip_peer and any(s.get("peer") for s in to_run):
@@ -413,6 +443,7 @@ def main() -> int:
         peer_runs: list[dict[str, Any]] = []
         fd_runs: list[dict[str, Any]] = []
         extra: dict[str, Any] = {}
+        # a "peer_from" shape has no peer command: it is read against another shape's peer runs
         do_peer = bool(s.get("peer")) and not a.skip_peer
         if s.get("kind") == "import":
             n = max(reps, 5)
@@ -429,7 +460,7 @@ def main() -> int:
             extra["fd_big_runs"] = big
         else:
             for i in range(reps):
-                order = [("distilabel", s["peer"]), ("fastdistill", s["fd"])]
+                order = [("distilabel", s.get("peer")), ("fastdistill", s["fd"])]
                 if i % 2:
                     order.reverse()
                 for side, cmd in order:
@@ -442,6 +473,8 @@ def main() -> int:
     rows = []
     for s in wanted:
         src = raw[s.get("from", s["id"])]
+        if "peer_from" in s:  # the same peer runs as its shape, fastdistill configured like it
+            src = {**src, "peer_runs": raw[s["peer_from"]]["peer_runs"]}
         peer_m, fd_m = medians(src["peer_runs"]), medians(src["fd_runs"])
         if s.get("kind") == "flat":
             small = fd_m.get("peak_tree_pss_mb")
