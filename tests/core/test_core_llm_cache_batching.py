@@ -144,3 +144,48 @@ def test_per_loop_state_of_finished_loops_is_dropped(cache: LLMResponseCache) ->
         asyncio.run(cache.get_or_generate(llm, prompts(6)[i:i + 1][0]))
     assert len(cache._mailboxes) <= 1  # only the last (closed) loop's box is left
     assert not cache._lookups._pending
+
+
+def test_barrier_waits_for_answers_queued_without_waiting(cache: LLMResponseCache) -> None:
+    from fastdistill import Generation
+
+    async def main() -> int:
+        for i in range(50):
+            assert await cache.aput(f"k{i}", Generation(text=f"t{i}", model="m"), wait=False)
+        await cache.barrier()
+        return cache.count()
+
+    assert asyncio.run(main()) == 50
+
+
+def test_rows_leave_an_llm_task_only_once_their_answers_are_committed(tmp_path: Path) -> None:
+    import sqlite3
+
+    from fastdistill import Pipeline, Step
+    from fastdistill.builtins.steps import LoadFromDicts
+    from fastdistill_llms.text_generation import TextGeneration
+
+    db = tmp_path / "cache.sqlite"
+    seen: list[int] = []
+
+    class Probe(Step):
+        inputs = ("generation",)
+
+        def process(self, rows: list[dict[str, Any]], ctx: Any) -> list[dict[str, Any]]:
+            with sqlite3.connect(db) as conn:  # another connection: sees committed entries only
+                stored = conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+            seen.extend(r["id"] for r in rows)
+            assert stored >= len(seen), (stored, len(seen))
+            return rows
+
+    llm = ScriptedLLM(script=echo, latency_s=0.002)
+    data = [{"id": i, "instruction": f"q{i}"} for i in range(120)]
+    with LLMResponseCache(db) as shared:
+        result = Pipeline(
+            "barrier",
+            LoadFromDicts(data=data, batch_size=10)
+            >> TextGeneration(llm=llm, template="{instruction}", max_in_flight=16,
+                              input_batch_size=7)
+            >> Probe(input_batch_size=5),
+        ).run(tmp_path / "out", llm_cache=shared)
+    assert result.kept == 120 and sorted(seen) == list(range(120))

@@ -94,6 +94,9 @@ class StepContext:
         self._rejected: list[tuple[Row, Rejection]] = []
         self._lock = threading.Lock()
         self._keys: Any = None  # the response cache's KeyMemo for this step's requests
+        #: set by an engine that awaits ``llm_cache.barrier()`` before it counts answers as
+        #: done: new answers are then queued for storage without waiting for each commit
+        self.defer_cache_commits = False
 
     @property
     def cancelled(self) -> bool:
@@ -114,7 +117,9 @@ class StepContext:
             from fastdistill.cache.keys import KeyMemo
 
             self._keys = KeyMemo()
-        gen = await self.llm_cache.request(llm, messages, overrides, keys=self._keys)
+        gen = await self.llm_cache.request(
+            llm, messages, overrides, keys=self._keys, durable=not self.defer_cache_commits
+        )
         self.metrics.incr("llm_cache.hits" if gen.cached else "llm_cache.misses")
         return gen
 

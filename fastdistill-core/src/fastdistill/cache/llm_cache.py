@@ -52,8 +52,14 @@ from fastdistill.cache.keys import (  # noqa: F401 (re-exported: the public name
     request_key,
     request_material,
 )
+from fastdistill.cache.paths import (  # noqa: F401 (re-exported)
+    CACHE_DIR_ENV,
+    DB_FILENAME,
+    LLMCacheError,
+    default_cache_dir,
+    default_cache_path,
+)
 from fastdistill.cache.writer import CacheWriter
-from fastdistill.errors import FastDistillError
 from fastdistill.models import Generation
 
 if TYPE_CHECKING:
@@ -61,10 +67,6 @@ if TYPE_CHECKING:
 
     from fastdistill.models import LLM, Message
 
-#: environment variable naming the cache folder
-CACHE_DIR_ENV = "FASTDISTILL_CACHE_DIR"
-#: file name of the response database inside the cache folder
-DB_FILENAME = "llm_responses.sqlite"
 _GEN_FIELDS = frozenset(f.name for f in dataclasses.fields(Generation)) - {"cached"}
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS responses ("
@@ -78,22 +80,6 @@ def _encode(gen: Generation) -> str:
     """A generation's stored JSON (orjson encodes the dataclass itself; ``cached`` is stored
     but ignored when read back)."""
     return orjson.dumps(gen).decode("utf-8")
-
-
-class LLMCacheError(FastDistillError):
-    """The response cache cannot be used (only raised with ``strict=True``)."""
-
-
-def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:
-    """``$FASTDISTILL_CACHE_DIR``, else ``~/.cache/fastdistill``."""
-    env = os.environ if env is None else env
-    value = env.get(CACHE_DIR_ENV)
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "fastdistill"
-
-
-def default_cache_path(env: Mapping[str, str] | None = None) -> Path:
-    """The response database in :func:`default_cache_dir`."""
-    return default_cache_dir(env) / DB_FILENAME
 
 
 # ----------------------------------------------------------------------------- cache
@@ -129,6 +115,7 @@ class LLMResponseCache:
         self._writer = CacheWriter(self._write_many)
         self._lookups = LookupBatcher(self._fetch_many)
         self._mailboxes = Mailboxes()
+        self._deferred_error: BaseException | None = None
 
     # ------------------------------------------------------------------ pickling / repr
     def __getstate__(self) -> dict[str, Any]:
@@ -349,11 +336,17 @@ class LLMResponseCache:
             raise box[0]
         return bool(box[0])
 
-    async def aput(self, key: str, gen: Generation) -> bool:
-        """:meth:`put` for a coroutine: waits for the commit without blocking the loop."""
+    async def aput(self, key: str, gen: Generation, *, wait: bool = True) -> bool:
+        """:meth:`put` for a coroutine: waits for the commit without blocking the loop.
+
+        ``wait=False`` queues the entry and returns at once; :meth:`barrier` waits for it.
+        """
         row = self._entry(key, gen)
         if row is None:
             return False
+        if not wait:
+            self._writer.submit(row, self._deferred_outcome)
+            return True
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         box = self._mailboxes.for_loop(loop)
@@ -362,6 +355,22 @@ class LLMResponseCache:
         if isinstance(result, BaseException):
             raise result
         return bool(result)
+
+    def _deferred_outcome(self, result: Any) -> None:
+        if isinstance(result, BaseException) and self._deferred_error is None:
+            self._deferred_error = result  # raised by the next barrier (strict mode)
+
+    async def barrier(self) -> None:
+        """Wait until every entry queued so far (also with ``wait=False``) is committed, or
+        given up under the cache's failure policy."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        box = self._mailboxes.for_loop(loop)
+        self._writer.submit(None, lambda result: box.post(future, result))
+        await future
+        error, self._deferred_error = self._deferred_error, None
+        if error is not None:
+            raise error
 
     def count(self) -> int:
         """Number of stored entries (0 when the cache is disabled)."""
@@ -412,11 +421,14 @@ class LLMResponseCache:
         messages: Sequence[Message],
         overrides: Mapping[str, Any],
         keys: KeyMemo | None = None,
+        durable: bool = True,
     ) -> Generation:
         """:meth:`get_or_generate` with the overrides as a mapping, and request keys computed
         through ``keys`` (a :class:`KeyMemo`: each model's part of the key encoded once).
 
-        Lookups made on one event loop in the same turn share one query.
+        Lookups made on one event loop in the same turn share one query.  ``durable=False``
+        returns a new answer as soon as it is queued for storage: the caller awaits
+        :meth:`barrier` before it counts the answer as done (the engine does, per group).
         """
         try:
             key = (keys.key if keys is not None else request_key)(llm, messages, overrides)
@@ -448,8 +460,8 @@ class LLMResponseCache:
                     latency_s=time.perf_counter() - start,
                 )
             # the first request failed: this one asks on its own (failures are not shared)
-            return await self._generate(llm, messages, overrides, key, None)
-        return await self._generate(llm, messages, overrides, key, slot)
+            return await self._generate(llm, messages, overrides, key, None, durable)
+        return await self._generate(llm, messages, overrides, key, slot, durable)
 
     async def _generate(
         self,
@@ -458,13 +470,14 @@ class LLMResponseCache:
         overrides: Mapping[str, Any],
         key: str,
         slot: tuple[asyncio.AbstractEventLoop, str] | None,
+        durable: bool = True,
     ) -> Generation:
         gen: Generation | None = None
         try:
             self._tally("misses")
             gen = await llm.agenerate(messages, **overrides)
             if isinstance(gen, Generation):
-                await self.aput(key, gen)
+                await self.aput(key, gen, wait=durable)
             return gen
         finally:
             if slot is not None:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 Notify = Callable[[Any], None]
+_Item = tuple[tuple[Any, ...] | None, Notify]  # (entry or None for a barrier, notify)
 
 
 class CacheWriter:
@@ -25,12 +26,15 @@ class CacheWriter:
     def __init__(self, write_many: Callable[[list[tuple[Any, ...]], Any], tuple[Any, Any]]) -> None:
         self._write_many = write_many
         self._lock = threading.Lock()
-        self._queue: queue.SimpleQueue[tuple[tuple[Any, ...], Notify] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
 
-    def submit(self, row: tuple[Any, ...], notify: Notify) -> None:
-        """Queue one entry; ``notify(result)`` is called from the writer thread once written."""
+    def submit(self, row: tuple[Any, ...] | None, notify: Notify) -> None:
+        """Queue one entry; ``notify(result)`` is called from the writer thread once written.
+
+        ``row=None`` is a barrier: it is notified once every entry queued before it is written.
+        """
         with self._lock:
             if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
                 # first use, or a process forked from the one that started the thread
@@ -43,7 +47,7 @@ class CacheWriter:
                 self._thread.start()
             self._queue.put((row, notify))
 
-    def _loop(self, q: queue.SimpleQueue[tuple[tuple[Any, ...], Notify] | None]) -> None:
+    def _loop(self, q: queue.SimpleQueue[_Item | None]) -> None:
         conn: Any = None
         stop = False
         while not stop:
@@ -60,8 +64,11 @@ class CacheWriter:
                     stop = True
                     break
                 items.append(nxt)
+            rows = [row for row, _ in items if row is not None]  # None: a barrier marker
             try:
-                result, conn = self._write_many([row for row, _ in items], conn)
+                result: Any = True
+                if rows:
+                    result, conn = self._write_many(rows, conn)
             except BaseException as exc:  # handed to the callers, never lost in this thread
                 result = exc
             for _, notify in items:

@@ -5,10 +5,12 @@ Finished rows are accounted for in groups: when ``input_batch_size`` rows have f
 ``FLUSH_S`` after the last group, they are checkpointed (into the step's commit buffer, no
 thread hop) and sent downstream by one sender coroutine, in finishing order.
 
-Durability of finished requests: a successful answer is in the LLM response cache, so the
-checkpoint may commit it later (group commits).  What the cache does not hold is committed at
-once: a rejected row (failures are never cached) is flushed and committed as soon as it is
-known, and without a response cache every group is committed as it is flushed.
+Durability of finished requests: a successful answer is queued for the LLM response cache as
+soon as it arrives (its request slot is free at once), and the sender awaits the cache's
+``barrier()`` before it sends a group on: a row leaves the step only once its answer is
+committed, so the checkpoint may commit it later (group commits).  What the cache does not hold
+is committed at once: a rejected row (failures are never cached) is flushed and committed as
+soon as it is known, and without a response cache every group is committed as it is flushed.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ async def run_task(worker: StepWorker) -> None:
     replayed: set[str] = set()
     outbox: asyncio.Queue[tuple[list[Row], list[str], bool] | None] = asyncio.Queue()
     uncovered = plan.llm_cache is None or not getattr(plan.llm_cache, "enabled", True)
+    cache = None if uncovered else plan.llm_cache
+    if cache is not None and hasattr(cache, "barrier"):
+        ctx.defer_cache_commits = True  # the sender awaits cache.barrier() before each send
+    else:
+        cache = None
     state = {"t_batch": time.perf_counter(), "last_flush": time.monotonic()}
 
     def flush(urgent: bool = False) -> None:
@@ -78,6 +85,13 @@ async def run_task(worker: StepWorker) -> None:
         if len(finished) >= size or time.monotonic() - state["last_flush"] >= FLUSH_S:
             flush()
 
+    async def send(items: list[tuple[list[Row], list[str], bool]]) -> None:
+        if cache is not None:
+            # every answer in these rows is in the response cache before they count as done
+            # (requests queue their answers without waiting for each commit)
+            await cache.barrier()
+        await asyncio.to_thread(_send_all, worker, items)
+
     async def sender() -> None:
         while True:
             item = await outbox.get()
@@ -87,10 +101,10 @@ async def run_task(worker: StepWorker) -> None:
             while not outbox.empty():  # send what piled up in one hop
                 nxt = outbox.get_nowait()
                 if nxt is None:
-                    await asyncio.to_thread(_send_all, worker, items)
+                    await send(items)
                     return
                 items.append(nxt)
-            await asyncio.to_thread(_send_all, worker, items)
+            await send(items)
 
     async def ticker() -> None:
         while True:
