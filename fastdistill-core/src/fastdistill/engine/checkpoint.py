@@ -64,9 +64,9 @@ def _kept_records(
     """Records of the kept rows: one columnar record for the rows shaped like the first one
     (same columns in and out, the same columns changed), per-row deltas for the others."""
     if isinstance(src, Snapshot):
-        rec = src.columnar(kept, keep)
-        if rec is not None:  # the usual case: the step added columns to its input rows
-            return [rec]
+        columnar = src.columnar(kept, keep)
+        if columnar is not None:  # the usual case: the step added columns to its input rows
+            return [columnar]
     first = kept[0] if len(kept) >= 8 else None
     s0 = src.get(first.get(ROW_ID)) if first is not None else None
     if first is None or s0 is None:

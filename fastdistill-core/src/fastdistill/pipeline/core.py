@@ -113,6 +113,8 @@ class Pipeline:
         """Add the edge ``upstream -> downstream`` (both already in the pipeline)."""
         up = upstream if isinstance(upstream, str) else upstream.name
         down = downstream if isinstance(downstream, str) else downstream.name
+        if up is None or down is None:
+            raise PipelineValidationError("connect() needs steps that are in the pipeline (named)")
         for n in (up, down):
             if n not in self._steps:
                 raise PipelineValidationError(f"no step named {n!r} in pipeline {self.name!r}")

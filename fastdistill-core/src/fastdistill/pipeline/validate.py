@@ -63,7 +63,7 @@ def validate_pipeline(pipeline: Pipeline, registry: Registry | None = None) -> l
     # column contracts: what reaches each step is the union of what its ancestors produce
     available: dict[str, set[str] | None] = {}
     for name in order:
-        step: Step = steps[name]
+        step = steps[name]
         ups = pipeline.upstream(name)
         if isinstance(step, GeneratorStep):
             try:
