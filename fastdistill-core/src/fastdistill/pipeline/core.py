@@ -245,7 +245,6 @@ class Pipeline:
             ``$FASTDISTILL_CACHE_DIR`` (``~/.cache/fastdistill``), a path uses that SQLite file,
             an :class:`~fastdistill.cache.LLMResponseCache` is used as is, ``False`` bypasses it.
         """
-        from fastdistill.engine.plan import build_plan
 
         if limit is not None and limit < 0:
             raise PipelineValidationError(f"limit must be 0 or more, got {limit}")

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from fastdistill.errors import PipelineValidationError
 from fastdistill.rows import ROW_ID
-from fastdistill.step import GeneratorStep, Step
+from fastdistill.step import GeneratorStep
 
 if TYPE_CHECKING:
     from fastdistill.pipeline.core import Pipeline
