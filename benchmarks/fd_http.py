@@ -5,7 +5,7 @@
 Starts the fixture server (a separate process, so it does not share this GIL), then runs
 LoadFromDicts(n) -> TextGeneration(OpenAICompatLLM) with ``max_in_flight`` = the model's
 ``max_concurrency`` = ``--in-flight``.  Ideal: ``in_flight / delay`` rows/s (1,000 rows/s for
-50 in flight at 50 ms); the difference is client + engine overhead (httpx, JSON, the task).
+50 in flight at 50 ms); the difference is client + engine overhead (HTTP client, JSON, the task).
 """
 
 from __future__ import annotations

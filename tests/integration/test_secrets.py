@@ -103,7 +103,7 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s %(args)s"))
     root = logging.getLogger()
-    names = ("", "fastdistill", "httpx", "httpcore")
+    names = ("", "fastdistill", "aiohttp", "aiohttp.client", "aiohttp.internal")
     levels = {n: logging.getLogger(n).level for n in names}
     root.addHandler(handler)
     for n in names:

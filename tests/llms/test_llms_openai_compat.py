@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import gc
 import json
 import logging
 import pickle
+import threading
 import time
 
 import pytest
 from fastdistill.models import GENERATION_META_KEYS
 from fastdistill.testing import make_context, run_step
+from fastdistill_llms._httppool import display_url
 from fastdistill_llms.openai_compat import OpenAICompatLLM, parse_retry_after
 from fastdistill_llms.text_generation import TextGeneration
 from llms_fakes import last_user, ok_reply
@@ -70,6 +73,13 @@ def test_unknown_generation_kwarg_is_a_clear_error_c07():
 def test_refused_generation_kwargs(kwargs):
     with pytest.raises(ValueError):
         OpenAICompatLLM(model="m", generation_kwargs=kwargs)
+
+
+def test_non_ascii_prompt_round_trips(fake_openai):
+    msg = [{"role": "user", "content": "héllo ✓ 你好"}]
+    [gen] = llm_for(fake_openai).generate([msg])
+    assert gen.text == "echo: héllo ✓ 你好"
+    assert fake_openai.requests[0]["messages"] == msg
 
 
 def test_extra_body_is_merged_verbatim(fake_openai):
@@ -181,6 +191,28 @@ def test_connection_refused_is_provider_error():
     )
     [gen] = llm.generate([MSG])
     assert gen.error_kind == "provider_error" and "ConnectError" in gen.error
+    # the error names the endpoint it could not reach
+    assert "cannot connect to http://127.0.0.1:9/v1/chat/completions" in gen.error
+    assert "2 attempts" in gen.error
+
+
+def test_unreachable_url_error_never_shows_credentials_from_the_url():
+    llm = OpenAICompatLLM(
+        base_url="http://user:hunter2@127.0.0.1:9/v1?api-key=k3y",
+        model="m",
+        api_key_env=None,
+        max_retries=0,
+    )
+    [gen] = llm.generate([MSG])
+    assert "ConnectError: cannot connect to http://127.0.0.1:9/v1" in gen.error
+    assert "hunter2" not in gen.error and "k3y" not in gen.error and "user" not in gen.error
+
+
+def test_display_url_drops_user_info_query_and_fragment():
+    assert display_url("https://u:p@api.example.com:8443/v1/x?key=1#f") == (
+        "https://api.example.com:8443/v1/x"
+    )
+    assert display_url("http://[::1]:80/v1") == "http://[::1]:80/v1"
 
 
 # ---------------------------------------------------------------- empty / length
@@ -269,3 +301,72 @@ def test_clients_are_closed_when_each_event_loop_ends(fake_openai):
         assert len(list(t.process(batch, ctx))) == 2
     t.unload()
     gc.collect()
+
+
+def test_each_thread_loop_gets_its_own_session_all_closed(fake_openai):
+    """Two pipelines in one process: one model used from two threads (two event loops)."""
+    llm = llm_for(fake_openai, max_concurrency=4)
+    results: list[bool] = []
+
+    def work() -> None:
+        gens = llm.generate([MSG] * 6)
+        results.append(all(g.ok for g in gens))
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == [True, True] and len(fake_openai.requests) == 12
+    gc.collect()  # an unclosed aiohttp session would warn here (warnings are errors)
+    assert len(llm._rt._per_loop) == 0
+    llm.unload()
+
+
+def test_unload_from_another_thread_closes_the_running_loops_session(fake_openai):
+    llm = llm_for(fake_openai)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        fut = asyncio.run_coroutine_threadsafe(llm.agenerate(MSG), loop)
+        assert fut.result(10).ok
+        [pool] = [entry[0] for entry in llm._rt._per_loop.values()]
+        llm.unload()  # from this thread, while the loop runs in the other one
+        assert pool.session.closed and len(llm._rt._per_loop) == 0
+        fut = asyncio.run_coroutine_threadsafe(llm.agenerate(MSG), loop)
+        assert fut.result(10).ok  # a later use in that loop opens a new session
+        llm.unload()
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+    gc.collect()
+
+
+def _clear_proxy_env(monkeypatch) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+def test_http_proxy_from_the_environment_is_used(fake_openai, monkeypatch):
+    _clear_proxy_env(monkeypatch)
+    proxy = fake_openai.base_url.removesuffix("/v1")
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.setenv("http_proxy", proxy)
+    llm = OpenAICompatLLM(base_url="http://teacher.invalid:8000/v1", model="m", api_key_env=None)
+    [gen] = llm.generate([MSG])
+    assert gen.ok, gen.error
+    assert fake_openai.headers[0]["host"] == "teacher.invalid:8000"  # went through the proxy
+
+
+def test_no_proxy_is_honoured(fake_openai, monkeypatch):
+    _clear_proxy_env(monkeypatch)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    [gen] = llm_for(fake_openai, max_retries=0).generate([MSG])
+    assert gen.ok, gen.error

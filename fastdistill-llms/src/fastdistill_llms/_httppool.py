@@ -1,75 +1,120 @@
-"""A concurrency limit spread over several small ``httpx.AsyncClient`` connection pools.
+"""One event loop's HTTP client for :mod:`fastdistill_llms.openai_compat` (aiohttp).
 
-httpcore's connection pool examines every connection of the pool for every request it assigns
-(``has_expired()``/``is_idle()``, each a socket query), so one client with ``n`` connections
-costs O(n) per request: with 50 connections to a server answering in 50 ms the client alone
-burns ~10 ms of CPU per request and tops out near 100 requests/s (fastdistill's benchmark
-P2-HTTP; encode/httpcore#928).  Splitting the same connections over several clients of at most
-:data:`CONNECTIONS_PER_CLIENT` connections each keeps that cost small and constant.
+:class:`HttpPool` owns an :class:`aiohttp.ClientSession` (keep-alive connections, at most
+``limit`` of them) and the model's concurrency limit in that loop (an :class:`asyncio.Semaphore`
+taken *before* a request's timeout starts, so waiting for a free slot never times a request out).
+It is created lazily inside the running loop and closed in that loop (see
+:class:`fastdistill_llms._runtime.ModelRuntime`); not thread-safe (one per loop).
 
-:class:`ClientShards` owns the clients and the model's concurrency limit together: a request
-first takes one of ``max_concurrency`` slots (an :class:`asyncio.Semaphore`), then the client
-that slot belongs to.  Each client has exactly as many connections as slots, so a request never
-queues inside httpx's pool, and the most recently released slot is reused first (its connection
-is warm).  Created inside the event loop that uses it; not thread-safe (one per loop).
+aiohttp was chosen for its per-request CPU cost: ~0.15 ms against httpx's ~0.8 ms (httpcore ~0.5
+ms), which on a small machine is the limit of requests per second (benchmark P2-HTTP).  Proxies
+from the environment (``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY``) are looked up once per pool,
+not per request (aiohttp's ``trust_env`` would look them up, and read ``~/.netrc``, on a worker
+thread for every request).
+
+:func:`describe_error` turns a transport failure into a short, library-independent text
+(``ConnectError: cannot connect to <url> ...``, ``RemoteProtocolError: ...``) that never holds
+credentials from the URL.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
 from typing import Any
 
-#: most connections one ``httpx.AsyncClient`` gets; more clients are created beyond that
-CONNECTIONS_PER_CLIENT = 8
+
+def display_url(url: str) -> str:
+    """``url`` without user info, query or fragment (safe to show in errors and logs)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = f"{host}:{port}" if port is not None else host
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def shard_sizes(total: int, per_client: int = CONNECTIONS_PER_CLIENT) -> list[int]:
-    """``total`` connections split as evenly as possible over clients of ≤ ``per_client``."""
-    if total < 1:
-        raise ValueError(f"total must be >= 1, got {total!r}")
-    count = -(-total // max(1, per_client))
-    base, extra = divmod(total, count)
-    return [base + (1 if i < extra else 0) for i in range(count)]
+def env_proxy(url: str) -> tuple[str | None, Any]:
+    """The proxy (and its auth) the environment sets for ``url``, or ``(None, None)``.
+
+    Same rules as aiohttp's ``trust_env`` (``*_PROXY`` variables, ``NO_PROXY``, proxy
+    credentials from ``~/.netrc``), evaluated once.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in urllib.request.getproxies():
+        return None, None
+    from aiohttp.helpers import get_env_proxy_for_url
+    from yarl import URL
+
+    try:
+        proxy, auth = get_env_proxy_for_url(URL(url))
+    except LookupError:  # bypassed (NO_PROXY) or unsupported proxy scheme
+        return None, None
+    return str(proxy), auth
 
 
-class ClientShards:
-    """``total`` request slots over clients made by ``make_client(connections)``.
+class HttpPool:
+    """``limit`` concurrent requests over one keep-alive :class:`aiohttp.ClientSession`.
 
-    Use::
+    Use (inside the loop that created it)::
 
-        client = await shards.acquire()
-        try:
-            ...  # one request with ``client``
-        finally:
-            shards.release(client)
+        async with pool.slot():
+            status, retry_after, body = await pool.post(url, raw_json)
     """
 
-    def __init__(
-        self,
-        make_client: Callable[[int], Any],
-        total: int,
-        per_client: int = CONNECTIONS_PER_CLIENT,
-    ) -> None:
-        sizes = shard_sizes(total, per_client)
-        self.clients = [make_client(size) for size in sizes]
-        # one entry per slot; LIFO: the last released (warm) connection's client goes out first
-        self._free: list[Any] = [
-            c for c, size in zip(self.clients, sizes, strict=True) for _ in range(size)
-        ]
-        self._sem = asyncio.Semaphore(total)
+    def __init__(self, limit: int, headers: Mapping[str, str], url: str) -> None:
+        import aiohttp
 
-    async def acquire(self) -> Any:
-        """Wait for a free slot; the client to send one request with."""
-        await self._sem.acquire()
-        return self._free.pop()  # never empty: one entry per semaphore unit
+        # keep-alive (aiohttp's default idle time); exactly ``limit`` connections: with the
+        # semaphore below in front, a request never queues inside the connector
+        connector = aiohttp.TCPConnector(limit=limit)
+        self.session = aiohttp.ClientSession(
+            connector=connector,
+            headers=dict(headers),
+            # the caller times each attempt as a whole (asyncio.timeout); no second timer here
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=None, sock_read=None),
+            trust_env=False,  # proxies resolved once below, not per request
+            raise_for_status=False,
+        )
+        self.proxy, self.proxy_auth = env_proxy(url)
+        self.slots = asyncio.Semaphore(limit)
 
-    def release(self, client: Any) -> None:
-        """Give back the slot taken by :meth:`acquire`."""
-        self._free.append(client)
-        self._sem.release()
+    def slot(self) -> asyncio.Semaphore:
+        """The concurrency limit: ``async with pool.slot():`` around one attempt."""
+        return self.slots
+
+    async def post(self, url: str, data: bytes) -> tuple[int, str | None, bytes]:
+        """POST ``data`` (JSON); the status, the ``Retry-After`` header and the whole body."""
+        if self.proxy is None:
+            ctx = self.session.post(url, data=data)
+        else:
+            ctx = self.session.post(url, data=data, proxy=self.proxy, proxy_auth=self.proxy_auth)
+        async with ctx as resp:
+            body = await resp.read()
+            return resp.status, resp.headers.get("Retry-After"), body
 
     async def aclose(self) -> None:
-        """Close every client."""
-        for client in self.clients:
-            await client.aclose()
+        """Close the session and its connections."""
+        await self.session.close()
+
+
+def describe_error(exc: BaseException, url: str) -> str:
+    """A short text for a failed attempt (no credentials, whatever the URL holds)."""
+    import aiohttp
+
+    where = display_url(url)
+    if isinstance(exc, aiohttp.ClientConnectorError):  # refused, DNS, TLS handshake ...
+        return f"ConnectError: cannot connect to {where}: {exc.os_error}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return f"RemoteProtocolError: {where} closed the connection without a complete response"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return f"RemoteProtocolError: incomplete response body from {where}: {exc}"
+    if isinstance(exc, aiohttp.ClientResponseError):  # unparsable status line / headers
+        return f"RemoteProtocolError: invalid HTTP response from {where}: {exc.message}"
+    return f"{type(exc).__name__}: {exc} ({where})"

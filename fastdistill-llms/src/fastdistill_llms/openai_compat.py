@@ -1,12 +1,13 @@
 """``openai_compat``: any server that speaks OpenAI's chat-completions API.
 
 OpenAI, OpenRouter, vLLM, llama.cpp's server, Ollama's ``/v1`` ... One concurrency limit
-(``max_concurrency`` requests in flight) per event loop, created lazily inside the loop, served by
-a few small ``httpx.AsyncClient`` pools of at most 8 connections each (one large httpx pool costs
-O(connections) CPU per request; see :mod:`fastdistill_llms._httppool`).  Transient failures (429,
-5xx, connection errors, timeouts, malformed JSON) are retried with exponential backoff and
-jitter, honouring ``Retry-After``; other 4xx answers are not retried.  A provider problem never
-raises: the :class:`~fastdistill.Generation` says what went wrong (cases C12, C13).
+(``max_concurrency`` requests in flight) and one keep-alive ``aiohttp`` session per event loop,
+created lazily inside the loop and closed with it or by :meth:`OpenAICompatLLM.unload` (see
+:mod:`fastdistill_llms._httppool`).  Transient failures (429, 5xx, connection errors, timeouts,
+malformed JSON) are retried with exponential backoff and jitter, honouring ``Retry-After``; other
+4xx answers are not retried; an unreachable server is a ``ConnectError`` naming the URL.  A
+provider problem never raises: the :class:`~fastdistill.Generation` says what went wrong (cases
+C12, C13).
 
 Optional budgets (``rpm``, ``tpm``) pace requests before they are sent.  ``structured_output``
 (a JSON schema, or a pydantic model class stored as its JSON schema) asks the server for JSON
@@ -34,7 +35,7 @@ from fastdistill import LLM, Generation, RuntimeParameter
 from fastdistill.models import Message
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from fastdistill_llms._httppool import ClientShards
+from fastdistill_llms._httppool import HttpPool, describe_error, display_url
 from fastdistill_llms._kwargs import OPENAI_KEYS, normalize_generation_kwargs
 from fastdistill_llms._ratelimit import RateBudget, estimate_tokens
 from fastdistill_llms._runtime import ModelRuntime
@@ -169,7 +170,7 @@ class OpenAICompatLLM(LLM):
     # ------------------------------------------------------------------ lifecycle
     def load(self) -> None:
         """Read the API key from the environment (if ``api_key_env`` names a set variable)."""
-        import httpx  # noqa: F401  - fail early and clearly if the client library is missing
+        import aiohttp  # noqa: F401  - fail early and clearly if the client library is missing
 
         self._rt.secret = os.environ.get(self.api_key_env) if self.api_key_env else None
         with self._rt.lock:
@@ -177,33 +178,17 @@ class OpenAICompatLLM(LLM):
         self._rt.loaded = True
 
     def unload(self) -> None:
-        """Close the HTTP clients and forget the key."""
-        self._rt.close_all(_close_client)
+        """Close the HTTP sessions (one per event loop that used the model) and forget the key."""
+        self._rt.close_all(_close_pool)
         self._rt.secret = None
         self._rt.extra.clear()
         self._rt.loaded = False
 
-    def _make_client(self) -> ClientShards:
-        import httpx
-
+    def _make_pool(self) -> HttpPool:
         headers = {"Content-Type": "application/json"}
         if self._rt.secret:
             headers["Authorization"] = f"Bearer {self._rt.secret}"
-        timeout = httpx.Timeout(self.timeout_s)
-        # one TLS context for every shard: building one costs ~20 ms (CA bundle), per client
-        ssl_context = httpx.create_ssl_context()
-
-        def one(connections: int) -> httpx.AsyncClient:
-            return httpx.AsyncClient(
-                verify=ssl_context,
-                timeout=timeout,
-                limits=httpx.Limits(
-                    max_connections=connections, max_keepalive_connections=connections
-                ),
-                headers=headers,
-            )
-
-        return ClientShards(one, self.max_concurrency)
+        return HttpPool(self.max_concurrency, headers, self.base_url)
 
     # ------------------------------------------------------------------ requests
     def request_body(self, messages: Sequence[Message], **overrides: Any) -> dict[str, Any]:
@@ -224,13 +209,15 @@ class OpenAICompatLLM(LLM):
 
     async def agenerate(self, messages: Sequence[Message], **overrides: Any) -> Generation:
         """One chat completion; retries transient failures; never raises for provider problems."""
-        import httpx
+        import aiohttp
 
-        if not self._rt.loaded:
+        rt = self._rt
+        if not rt.loaded:
             self.load()
         body = self.request_body(messages, **overrides)
-        shards: ClientShards = await self._rt.for_loop(self._make_client, _close_client)
-        budget: RateBudget | None = self._rt.extra.get("budget")
+        data = _encode(body)
+        pool: HttpPool = await rt.for_loop(self._make_pool, _close_pool)
+        budget: RateBudget | None = rt.extra.get("budget")
         if budget is not None and not budget.active:
             budget = None
         estimate = 0
@@ -244,20 +231,22 @@ class OpenAICompatLLM(LLM):
                 await asyncio.sleep(self._delay(attempt, last))
             if budget is not None:
                 await asyncio.sleep(budget.reserve(estimate))
-            client = await shards.acquire()
             try:
-                gen = await self._attempt(client, url, body)
+                async with pool.slot():  # waiting for a slot is not part of the timeout
+                    gen = await self._attempt(pool, url, data)
             except _Retryable as exc:
                 last = exc
                 continue
-            except (httpx.TimeoutException, asyncio.TimeoutError) as exc:
-                last = _Retryable("timeout", f"{type(exc).__name__}: {exc or 'timed out'}")
+            except asyncio.TimeoutError:  # also aiohttp's own socket timeouts
+                last = _Retryable(
+                    "timeout",
+                    f"TimeoutError: no complete answer within {self.timeout_s:g} s "
+                    f"from {display_url(url)}",
+                )
                 continue
-            except httpx.TransportError as exc:  # connect errors, reset connections ...
-                last = _Retryable("provider_error", f"{type(exc).__name__}: {exc}")
+            except (aiohttp.ClientError, OSError) as exc:  # connect errors, reset connections
+                last = _Retryable("provider_error", describe_error(exc, url))
                 continue
-            finally:
-                shards.release(client)
             gen.latency_s = time.perf_counter() - start
             if budget is not None and gen.usage:
                 budget.settle(estimate, sum(gen.usage.values()))
@@ -280,36 +269,37 @@ class OpenAICompatLLM(LLM):
         base = min(self.backoff_base_s * (2 ** (attempt - 1)), MAX_BACKOFF_S)
         return base * (0.5 + random.random())  # noqa: S311 - jitter, not cryptography
 
-    async def _attempt(self, client: Any, url: str, body: dict[str, Any]) -> Generation:
+    async def _attempt(self, pool: HttpPool, url: str, data: bytes) -> Generation:
         if _timeout is not None:  # Python >= 3.11: no extra task per request
             async with _timeout(self.timeout_s):
-                resp = await client.post(url, json=body)
+                status, retry_after, content = await pool.post(url, data)
         else:  # pragma: no cover - Python 3.10
-            resp = await asyncio.wait_for(client.post(url, json=body), self.timeout_s)
-        status = resp.status_code
+            status, retry_after, content = await asyncio.wait_for(
+                pool.post(url, data), self.timeout_s
+            )
         if status == 429 or status >= 500:
             raise _Retryable(
                 "provider_error",
-                f"HTTP {status}: {_snippet(resp.text)}",
-                parse_retry_after(resp.headers.get("retry-after")),
+                f"HTTP {status}: {_snippet(_text(content))}",
+                parse_retry_after(retry_after),
             )
         if status >= 400:
             return Generation(
                 text=None,
                 model=self.model,
                 error_kind="provider_error",
-                error=f"HTTP {status}: {_snippet(resp.text)}",
+                error=f"HTTP {status}: {_snippet(_text(content))}",
             )
         try:
-            data = json.loads(resp.content)
-            choice = data["choices"][0]
+            data_out = json.loads(content)
+            choice = data_out["choices"][0]
             message = choice.get("message") or {}
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise _Retryable(
                 "provider_error",
-                f"malformed response ({type(exc).__name__}): {_snippet(resp.text, 200)}",
+                f"malformed response ({type(exc).__name__}): {_snippet(_text(content), 200)}",
             ) from None
-        return parse_choice(data, choice, message, self.model)
+        return parse_choice(data_out, choice, message, self.model)
 
     def identity(self) -> dict[str, Any]:
         """Model name, generation kwargs and output schema; never the base URL or the key."""
@@ -346,5 +336,14 @@ def parse_choice(
     return gen
 
 
-async def _close_client(shards: ClientShards) -> None:
-    await shards.aclose()
+def _encode(body: dict[str, Any]) -> bytes:
+    """The request body as sent: compact UTF-8 JSON (NaN/Infinity are not JSON: an error)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _text(content: bytes) -> str:
+    return content.decode("utf-8", "replace")
+
+
+async def _close_pool(pool: HttpPool) -> None:
+    await pool.aclose()
