@@ -111,3 +111,23 @@ def test_resume_recomputes_deterministic_steps_and_replays_the_rest(tmp_path: Pa
     assert ids == list(range(80))  # every input id exactly once
     assert all(r["tag"] == f"ROW {r['id']}" and r["n"] == len(r["tag"]) for r in dataset)
     assert {r["_rejection"]["reason"] for r in rejected} == {"rule_failed"}
+
+
+class Forgetful(Step):
+    inputs = ("text",)
+    outputs = ("tag", "score")
+
+    def process(self, rows: list[dict[str, Any]], ctx: Any) -> list[dict[str, Any]]:
+        return [{**r, "tag": "x"} for r in rows]  # forgets "score"
+
+
+def test_a_declared_output_column_no_row_has_is_reported(tmp_path: Path) -> None:
+    rows = [{"id": i, "text": f"row {i}"} for i in range(30)]
+    result = Pipeline(
+        "forgetful", LoadFromDicts(data=rows, batch_size=10) >> Forgetful(name="forget")
+    ).run(tmp_path / "out", llm_cache=False)
+    warnings = result.quality["warnings"]
+    assert len(warnings) == 1 and "'forget'" in warnings[0] and "score" in warnings[0]
+    assert "tag" not in warnings[0].split("had them")[0].split("column(s)")[1]
+    report = json.loads((tmp_path / "out" / "quality_report.json").read_text())
+    assert report["warnings"] == warnings

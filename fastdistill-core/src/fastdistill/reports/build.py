@@ -62,6 +62,27 @@ def manifest(plan: ExecutionPlan, name: str, st: StepStats) -> dict[str, Any]:
     }
 
 
+def _undelivered_columns(plan: ExecutionPlan, stats: dict[str, StepStats]) -> list[str]:
+    """A warning per step whose output rows never held a column the step declares."""
+    out: list[str] = []
+    for name in plan.order:
+        step, st = plan.pipeline.steps[name], stats[name]
+        if st.rows_out == 0:
+            continue
+        try:
+            declared = step.output_columns()
+        except Exception:  # a dynamic contract that cannot be computed now: nothing to check
+            continue
+        missing = [c for c in declared or () if not c.startswith("_") and c not in st.columns]
+        if missing:
+            out.append(
+                f"step {name!r} declares output column(s) {', '.join(missing)} but none of its "
+                f"{st.rows_out} output rows (sampled per batch) had them: check its process() "
+                "or its declared outputs"
+            )
+    return out
+
+
 def write_reports(
     plan: ExecutionPlan,
     stats: dict[str, StepStats],
@@ -99,6 +120,7 @@ def write_reports(
     elif kept == 0 and not cancelled:
         top = ", ".join(f"{k} ({v})" for k, v in list(reasons.items())[:3])
         warnings.append(f"no row was kept: all {rejected.count} were rejected ({top})")
+    warnings.extend(_undelivered_columns(plan, stats))
     quality = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "run_id": plan.run_id,
