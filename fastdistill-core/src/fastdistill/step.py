@@ -95,6 +95,9 @@ class Step(_Component):
     #: parameters alone (no state, no clock, no randomness, no outside world): the engine does
     #: not checkpoint it and recomputes it on resume, which costs less than recording it
     deterministic: ClassVar[bool] = False
+    #: parameters holding local paths that are relative to the pipeline document's folder:
+    #: :meth:`Pipeline.save` rewrites them when the document is saved somewhere else
+    path_params: ClassVar[tuple[str, ...]] = ()
 
     name: str | None = Field(default=None, description="Name of the step in its pipeline.")
     input_batch_size: int = Field(default=50, ge=1, description="Rows per call of process().")

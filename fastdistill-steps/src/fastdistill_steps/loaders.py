@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar, IO, Annotated, Any
+from typing import IO, Annotated, Any, ClassVar
 
 from fastdistill.context import StepContext
 from fastdistill.errors import MissingDependencyError
@@ -32,6 +32,8 @@ def _open_text(url: str) -> IO[str]:
 
 class _FileLoader(GeneratorStep):
     """Shared parts of the file loaders: the ``path`` runtime parameter and its resolution."""
+
+    path_params: ClassVar[tuple[str, ...]] = ("path",)
 
     path: Annotated[
         str | None,

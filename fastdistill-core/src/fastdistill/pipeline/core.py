@@ -191,10 +191,18 @@ class Pipeline:
         return pipeline_to_document(self, registry)
 
     def save(self, path: str | Path, registry: Registry | None = None) -> Path:
-        """Save as YAML (``.yaml``/``.yml``) or JSON (``.json``)."""
-        from fastdistill.serialization.document import save_document
+        """Save as YAML (``.yaml``/``.yml``) or JSON (``.json``).
 
-        return save_document(self.to_document(registry), path)
+        Relative paths in the steps' :attr:`~fastdistill.Step.path_params` are rewritten to
+        stay right beside the new document (they are relative to :attr:`base_dir` here).
+        """
+        from fastdistill.serialization.document import rebase_paths, save_document
+
+        doc = self.to_document(registry)
+        target = Path(path).resolve().parent
+        if target != self.base_dir.resolve():
+            rebase_paths(doc, self, self.base_dir.resolve(), target)
+        return save_document(doc, path)
 
     @classmethod
     def load(cls, path: str | Path, registry: Registry | None = None) -> Pipeline:

@@ -268,6 +268,29 @@ def pipeline_to_document(pipeline: Pipeline, registry: Registry | None = None) -
     return doc
 
 
+def rebase_paths(doc: dict[str, Any], pipeline: Pipeline, old: Path, new: Path) -> None:
+    """Rewrite the relative local paths of the steps' ``path_params`` in ``doc`` (relative to
+    folder ``old``) so they are relative to folder ``new`` (absolute when no relative path
+    exists, e.g. on another drive)."""
+    import os
+
+    for entry in doc.get("steps", []):
+        step = pipeline.steps.get(entry.get("name"))
+        params = entry.get("params") or {}
+        for key in getattr(type(step), "path_params", ()):
+            value = params.get(key)
+            if not isinstance(value, str) or "://" in value:
+                continue
+            local = Path(value).expanduser()
+            if local.is_absolute():
+                continue
+            absolute = (old / local).resolve()
+            try:
+                params[key] = os.path.relpath(absolute, new)
+            except ValueError:  # no relative path between them
+                params[key] = str(absolute)
+
+
 def save_document(doc: Mapping[str, Any], path: str | Path) -> Path:
     """Write a document as YAML or JSON by the file's suffix."""
     import yaml

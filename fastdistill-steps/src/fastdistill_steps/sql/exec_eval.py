@@ -34,6 +34,8 @@ class SqliteExecEval(Step):
     as ``invalid_input``, since the teacher is not at fault.
     """
 
+    path_params: ClassVar[tuple[str, ...]] = ("db_dir",)
+
     is_gate: ClassVar[bool] = True
 
     db_dir: Annotated[

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from fastdistill.context import StepContext
 from fastdistill.rows import Reason, Row
@@ -50,6 +50,8 @@ class SqliteSchema(Step):
     Databases are opened read-only and each schema is read once per run (cached in the
     instance).  A row naming an unknown database is rejected (``invalid_input``).
     """
+
+    path_params: ClassVar[tuple[str, ...]] = ("db_dir",)
 
     db_dir: Annotated[
         str | None,
