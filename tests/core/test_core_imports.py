@@ -6,7 +6,8 @@ import json
 import subprocess
 import sys
 
-FORBIDDEN = ("torch", "pyarrow", "datasets", "transformers", "httpx", "rich", "yaml", "xllamacpp")
+FORBIDDEN = ("torch", "pyarrow", "datasets", "transformers", "httpx", "aiohttp", "rich", "yaml",
+             "xllamacpp")
 
 SCRIPT = """
 import json, sys

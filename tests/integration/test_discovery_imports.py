@@ -45,6 +45,7 @@ FORBIDDEN = (
     "importlib.metadata",
     "asyncio",
     "httpx",
+    "aiohttp",
 )
 
 

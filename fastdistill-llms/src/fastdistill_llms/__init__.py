@@ -15,7 +15,7 @@ Models: ``openai_compat`` (:class:`~fastdistill_llms.openai_compat.OpenAICompatL
 
 Import each component from the module that defines it (``from fastdistill_llms.embedded import
 EmbeddedLLM``).  The package root re-exports nothing, so plugin discovery (which imports
-:mod:`fastdistill_llms.plugin`) builds no component class; the modules import httpx, xllamacpp,
+:mod:`fastdistill_llms.plugin`) builds no component class; the modules import aiohttp, xllamacpp,
 anthropic, torch and transformers only when a model loads.
 """
 

@@ -94,7 +94,7 @@ def fill_template(template: str, row: Row) -> str:
 
 
 def is_timeout(exc: BaseException) -> bool:
-    """True for asyncio/httpx/provider timeouts (any exception class named ``*Timeout*``)."""
+    """True for asyncio/aiohttp/provider timeouts (any exception class named ``*Timeout*``)."""
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return True
     return any("timeout" in cls.__name__.lower() for cls in type(exc).__mro__)

@@ -1,7 +1,7 @@
 """fastdistill plugin entry point of ``fastdistill-llms`` (entry point group ``fastdistill``).
 
 Cheap to import and to run: every component is registered lazily by its ``module:Class`` target,
-so discovery imports no component module; those import httpx, xllamacpp, anthropic, torch and
+so discovery imports no component module; those import aiohttp, xllamacpp, anthropic, torch and
 transformers only when a model is loaded or used.
 """
 
