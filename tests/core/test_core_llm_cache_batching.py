@@ -161,9 +161,8 @@ def test_barrier_waits_for_answers_queued_without_waiting(cache: LLMResponseCach
 def test_rows_leave_an_llm_task_only_once_their_answers_are_committed(tmp_path: Path) -> None:
     import sqlite3
 
-    from fastdistill import Pipeline, Step
+    from fastdistill import Pipeline, Step, Task
     from fastdistill.builtins.steps import LoadFromDicts
-    from fastdistill_llms.text_generation import TextGeneration
 
     db = tmp_path / "cache.sqlite"
     seen: list[int] = []
@@ -178,14 +177,22 @@ def test_rows_leave_an_llm_task_only_once_their_answers_are_committed(tmp_path: 
             assert stored >= len(seen), (stored, len(seen))
             return rows
 
+    class Ask(Task):
+        inputs = ("instruction",)
+        outputs = ("generation",)
+        llm: ScriptedLLM
+
+        async def aprocess_row(self, row: dict[str, Any], ctx: Any) -> dict[str, Any]:
+            gen = await ctx.agenerate(self.llm, [{"role": "user", "content": row["instruction"]}])
+            return {**row, "generation": gen.text}
+
     llm = ScriptedLLM(script=echo, latency_s=0.002)
     data = [{"id": i, "instruction": f"q{i}"} for i in range(120)]
     with LLMResponseCache(db) as shared:
         result = Pipeline(
             "barrier",
             LoadFromDicts(data=data, batch_size=10)
-            >> TextGeneration(llm=llm, template="{instruction}", max_in_flight=16,
-                              input_batch_size=7)
+            >> Ask(llm=llm, max_in_flight=16, input_batch_size=7)
             >> Probe(input_batch_size=5),
         ).run(tmp_path / "out", llm_cache=shared)
     assert result.kept == 120 and sorted(seen) == list(range(120))

@@ -7,8 +7,6 @@ from pathlib import Path
 import yaml
 from fastdistill import Pipeline
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "text2sql" / "pipeline.yaml"
-
 
 def _resolved(pipeline: Pipeline) -> dict[str, str]:
     out = {}
@@ -21,13 +19,21 @@ def _resolved(pipeline: Pipeline) -> dict[str, str]:
 
 
 def test_save_elsewhere_rewrites_relative_paths(tmp_path: Path) -> None:
-    original = Pipeline.load(EXAMPLE)
+    folder = tmp_path / "project" / "pipelines"
+    (folder / "data" / "db" / "shop").mkdir(parents=True)
+    (folder / "data" / "q.jsonl").write_text('{"question": "q", "db_id": "shop"}\n')
+    (folder / "p.yaml").write_text(
+        "schema_version: 2\nname: p\nsteps:\n"
+        "  - {name: load, component: load_jsonl, params: {path: data/q.jsonl}}\n"
+        "  - {name: schema, component: sqlite_schema, params: {db_dir: data/db}}\n"
+    )
+    original = Pipeline.load(folder / "p.yaml")
     before = _resolved(original)
-    assert set(before) >= {"load.path"} and any(k.endswith(".db_dir") for k in before)
+    assert set(before) == {"load.path", "schema.db_dir"}
     saved = original.save(tmp_path / "elsewhere" / "copy.yaml")
     doc = yaml.safe_load(saved.read_text())
     params = {s["name"]: s.get("params", {}) for s in doc["steps"]}
-    assert not Path(params["load"]["path"]).is_absolute()  # still relative, rebased
+    assert params["load"]["path"] == "../project/pipelines/data/q.jsonl"  # relative, rebased
     again = Pipeline.load(saved)
     assert _resolved(again) == before
     assert all(Path(p).exists() for p in before.values())
