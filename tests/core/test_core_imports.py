@@ -44,3 +44,23 @@ def test_discovering_plugins_stays_cheap() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["loaded"] == []
+
+
+def test_a_pipeline_without_llm_tasks_opens_no_response_cache(tmp_path: object) -> None:
+    """Row steps only: the run opens no response cache (nothing asks a model)."""
+    script = (
+        "import json, sys\n"
+        "from fastdistill import Pipeline\n"
+        "from fastdistill.builtins.steps import KeepColumns, LoadFromDicts\n"
+        "rows = [{'id': i, 'text': 't'} for i in range(10)]\n"
+        "p = Pipeline('rows', LoadFromDicts(data=rows) >> KeepColumns(columns=['id']))\n"
+        "r = p.run(sys.argv[1])\n"
+        "print(json.dumps({'kept': r.kept, 'loaded': sorted(m for m in sys.modules\n"
+        "    if m in ('sqlite3', 'fastdistill.cache.llm_cache'))}))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script, str(tmp_path)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"kept": 10, "loaded": []}

@@ -11,7 +11,7 @@ from typing import Any
 from fastdistill.errors import PipelineValidationError
 from fastdistill.pipeline.compose import Chain, as_chain
 from fastdistill.registry import Registry, default_component_name
-from fastdistill.step import GeneratorStep, Step
+from fastdistill.step import GeneratorStep, Step, Task
 
 
 @dataclass
@@ -261,7 +261,9 @@ class Pipeline:
             self.set_params(params, registry)
         self.validate(registry)
         engine_cls = registry.engine(engine)
-        cache, own_cache = _open_cache(llm_cache)
+        # only LLM tasks ask models: a pipeline without one opens (and imports) no cache
+        asks = any(isinstance(s, Task) for s in self._steps.values())
+        cache, own_cache = _open_cache(llm_cache if asks else False)
         try:
             return self._run_plan(
                 engine_cls, cache, registry=registry, output=output, limit=limit,
