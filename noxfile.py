@@ -122,7 +122,9 @@ def invariants(session: nox.Session) -> None:
     for i in range(count):
         session.log(f"invariants: round {i + 1} of {count}")
         session.run("python", "-m", "pytest", "-q", "tests/core/test_core_engine_properties.py",
-                    "tests/core/test_core_engine.py", "tests/core/test_core_resume.py")
+                    "tests/core/test_core_engine.py", "tests/core/test_core_resume.py",
+                    "tests/core/test_core_deterministic.py",
+                    "tests/core/test_core_llm_cache_batching.py")
 
 
 @nox.session(python=PYTHON, default=False, tags=["gpu"])
