@@ -289,9 +289,8 @@ class StepCheckpoint:
 
     def clear(self) -> None:
         """Forget this step's batches (its earlier attempt is being redone from scratch)."""
-        path = self.storage.path(self.rel)
-        if self.storage.fs.exists(path):
-            self.storage.fs.rm(path, recursive=True)
+        if self.storage.exists(self.rel):
+            self.storage.rm(self.rel, recursive=True)
         with self._lock:
             self._buf, self._buf_rows, self._buf_bytes = [], 0, 0
         self._seq = 0
@@ -321,6 +320,5 @@ def write_state(storage: StorageBackend, state: dict[str, Any]) -> None:
 
 def clear_checkpoints(storage: StorageBackend) -> None:
     """Forget every checkpoint and the run state (``--fresh``)."""
-    path = storage.path(STATE_DIR)
-    if storage.fs.exists(path):
-        storage.fs.rm(path, recursive=True)
+    if storage.exists(STATE_DIR):
+        storage.rm(STATE_DIR, recursive=True)

@@ -184,8 +184,7 @@ class RowSink:
             if not self._runs:
                 return storage.write_bytes(self.rel, b"")
             if len(self._runs) == 1:
-                target = storage.path(self.rel)
-                storage.fs.mv(storage.path(self._runs[0][0]), target)
+                target = storage.move(self._runs[0][0], self.rel)
             else:
                 with storage.open_atomic(self.rel) as out:
                     handles = [(storage.open(d, "rb"), storage.open(k, "rb"))
@@ -202,7 +201,7 @@ class RowSink:
             for data, keys in self._runs:
                 for rel in (data, keys):
                     if storage.exists(rel):
-                        storage.fs.rm(storage.path(rel))
+                        storage.rm(rel)
             self._runs = []
             return target
 

@@ -58,7 +58,7 @@ class LocalEngine:
             if finished is not None and not finished.quality.get("provider_errors"):
                 return finished
         if storage.exists(".spool"):
-            storage.fs.rm(storage.path(".spool"), recursive=True)  # left by a killed attempt
+            storage.rm(".spool", recursive=True)  # left by a killed attempt
         write_state(storage, {
             "pipeline": plan.pipeline.name,
             "pipeline_signature": plan.pipeline_signature,
@@ -122,10 +122,12 @@ class LocalEngine:
         failures = [w for w in workers if w.error is not None]
         cancelled = plan.cancel.is_set() or interrupted
         wall = time.perf_counter() - t_start
-        paths = {leaf: _url(storage, sink.finalize()) for leaf, sink in sinks.items()}
-        rejected_path = _url(storage, rejected.finalize())
-        if storage.exists(".spool") and not storage.fs.ls(storage.path(".spool")):
-            storage.fs.rm(storage.path(".spool"), recursive=True)
+        for sink in (*sinks.values(), rejected):
+            sink.finalize()
+        paths = {leaf: storage.location(sink.rel) for leaf, sink in sinks.items()}
+        rejected_path = storage.location(rejected.rel)
+        if storage.exists(".spool") and not storage.listdir(".spool"):
+            storage.rm(".spool", recursive=True)
         kept = sum(s.count for s in sinks.values())
         quality, timing = write_reports(
             plan, stats, contexts, rejected, kept=kept, wall_s=wall, cancelled=cancelled,
@@ -215,7 +217,8 @@ def _finished_result(plan: ExecutionPlan, state: dict[str, Any]) -> RunResult | 
     except (OSError, ValueError):
         return None
     dataset, rejected = state.get("dataset_path"), state.get("rejected_path")
-    if not dataset or not rejected or not storage.fs.exists(str(dataset)):
+    dataset_rel = _relative(storage, str(dataset)) if dataset else None
+    if dataset_rel is None or not rejected or not storage.exists(dataset_rel):
         return None
     plan.emit(Event("run_started", data={"steps": [], "totals": {}, "run_id": state.get("run_id"),
                                          "output": storage.url, "reused": True}))
@@ -238,9 +241,11 @@ def _runtime_params(step: Any) -> dict[str, Any]:
     return {name: getattr(step, name) for name in info}
 
 
-def _url(storage: StorageBackend, path: str) -> str:
-    """A path fsspec can open again: local paths stay plain, others keep their protocol."""
-    return path if storage.local_path() is not None else str(storage.fs.unstrip_protocol(path))
+def _relative(storage: StorageBackend, location: str) -> str | None:
+    """``location`` (as :meth:`StorageBackend.location` wrote it) relative to the storage root;
+    ``None`` when it lies outside (the state was written for another folder)."""
+    root = storage.location().rstrip("/") + "/"
+    return location[len(root):] if location.startswith(root) else None
 
 
 __all__ = ["STATE_DIR", "LocalEngine"]

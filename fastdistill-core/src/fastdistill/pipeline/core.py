@@ -40,11 +40,19 @@ class RunResult:
 
 
 def _read_jsonl(path: str) -> list[dict[str, Any]]:
+    """The rows of a JSON-lines file: a local path is read directly, any other URL with fsspec."""
     import json
 
-    import fsspec
+    from fastdistill.storage import local_path_of
 
-    with fsspec.open(path, "rt", encoding="utf-8") as fh:
+    local = local_path_of(path)
+    if local is None:
+        import fsspec
+
+        opened: Any = fsspec.open(path, "rt", encoding="utf-8")
+    else:
+        opened = open(local, encoding="utf-8")  # noqa: SIM115 - closed by the with below
+    with opened as fh:
         return [json.loads(line) for line in fh if line.strip()]
 
 
@@ -340,10 +348,10 @@ def _check_output_folder(plan: Any, name: str, *, fresh: bool) -> None:
     if fresh:
         for rel in RUN_ARTIFACTS:
             if storage.exists(rel):
-                storage.fs.rm(storage.path(rel), recursive=True)
+                storage.rm(rel, recursive=True)
         for rel in storage.listdir():
             if rel.startswith("dataset.") and rel.endswith(".jsonl"):
-                storage.fs.rm(storage.path(rel))
+                storage.rm(rel)
         return
     if previous is not None and previous != name:
         raise PipelineValidationError(
