@@ -437,6 +437,57 @@ def test_task_keeps_requests_in_flight_concurrently(run: Runner) -> None:
     assert 4 <= state["peak"] <= 8
 
 
+def test_slow_request_holds_back_neither_its_batch_nor_the_next(run: Runner) -> None:
+    order: list[int] = []
+
+    class OneSlow(ScriptedLLM):
+        async def agenerate(self, messages: Any, **overrides: Any) -> Generation:
+            n = int(messages[-1]["content"].split()[-1])
+            await asyncio.sleep(0.3 if n == 1 else 0.002)
+            order.append(n)
+            return Generation(text=f"a{n}")
+
+    data = [{"id": i, "q": f"q {i}"} for i in range(30)]
+    p = Pipeline(
+        "one-slow",
+        LoadFromDicts(data=data, batch_size=5) >> Ask(llm=OneSlow(), max_in_flight=3,
+                                                      input_batch_size=5),
+    )
+    result = run(p)
+    assert result.kept == 30 and sorted(order) == list(range(30))
+    # while row 1 waits, the two other request slots go through every later row, also
+    # those of later input batches
+    assert order[-1] == 1
+
+
+def test_task_reads_ahead_a_bounded_number_of_rows(run: Runner) -> None:
+    made = {"rows": 0}
+    lead: list[int] = []
+
+    class Counted(GeneratorStep):
+        def output_columns(self) -> list[str]:
+            return ["id", "q"]
+
+        def generate(self, ctx: StepContext) -> Iterator[list[dict[str, Any]]]:
+            for b in range(40):
+                made["rows"] += 10
+                yield [{"id": i, "q": f"q {i}"} for i in range(b * 10, b * 10 + 10)]
+
+    class Lead(ScriptedLLM):
+        async def agenerate(self, messages: Any, **overrides: Any) -> Generation:
+            lead.append(made["rows"] - int(messages[-1]["content"].split()[-1]))
+            await asyncio.sleep(0.001)
+            return Generation(text="ok")
+
+    p = Pipeline("read-ahead", Counted() >> Ask(llm=Lead(), max_in_flight=4, input_batch_size=10))
+    result = run(p)
+    assert result.kept == 400
+    # rows made but not yet asked: the transport's 8 batches, the one being fetched, the rows
+    # waiting for a request slot (fewer than the 4 slots plus one batch) and the generator's
+    # batch in hand; never the whole input
+    assert max(lead) <= (8 + 1 + 1 + 1) * 10 + 4
+
+
 def test_task_row_that_returns_none_without_a_reason_is_not_lost(run: Runner) -> None:
     class Forgetful(Task):
         inputs = ("x",)

@@ -143,7 +143,7 @@ def test_per_loop_state_of_finished_loops_is_dropped(cache: LLMResponseCache) ->
     for i in range(5):  # five runs, five event loops
         asyncio.run(cache.get_or_generate(llm, prompts(6)[i:i + 1][0]))
     assert len(cache._mailboxes) <= 1  # only the last (closed) loop's box is left
-    assert not cache._lookups._pending
+    assert not cache._lookups._pending and not cache._writes._pending
 
 
 def test_barrier_waits_for_answers_queued_without_waiting(cache: LLMResponseCache) -> None:
@@ -156,6 +156,60 @@ def test_barrier_waits_for_answers_queued_without_waiting(cache: LLMResponseCach
         return cache.count()
 
     assert asyncio.run(main()) == 50
+
+
+def test_answers_of_one_loop_turn_reach_the_writer_as_one_group(cache: LLMResponseCache) -> None:
+    groups: list[int] = []
+    submit = cache._writer.submit_many
+
+    def counting(rows: list[Any], notify: Any) -> None:
+        groups.append(len(rows))
+        submit(rows, notify)
+
+    cache._writer.submit_many = counting  # type: ignore[method-assign]
+    llm = ScriptedLLM(script=echo)
+
+    async def main() -> None:
+        memo = KeyMemo()
+        await asyncio.gather(*(cache.request(llm, m, {}, keys=memo, durable=False)
+                               for m in prompts(300)))
+        await cache.barrier()
+
+    asyncio.run(main())
+    assert cache.count() == 300 and sum(groups) == 300
+    assert len([g for g in groups if g]) <= 3  # the answers of a turn travel together
+
+
+def test_a_group_larger_than_one_statement_is_stored_whole_and_in_order(
+    cache: LLMResponseCache,
+) -> None:
+    from fastdistill import Generation
+
+    async def main() -> None:
+        for i in range(450):  # no await in between: one loop turn, one group
+            await cache.aput(f"k{i}", Generation(text=f"t{i}", model="m"), wait=False)
+        await cache.aput("k7", Generation(text="later", model="m"), wait=False)
+        await cache.barrier()
+
+    asyncio.run(main())
+    assert cache.count() == 450
+    assert [cache.get(f"k{i}").text for i in (0, 199, 200, 449)] == ["t0", "t199", "t200", "t449"]
+    assert cache.get("k7").text == "later"  # the same key twice in a group: the later wins
+
+
+def test_memo_keys_of_unusual_messages_equal_request_key() -> None:
+    from types import MappingProxyType
+
+    memo = KeyMemo()
+    llm = ScriptedLLM(script=echo)
+    plain = {"role": "user", "content": "h\u00e9llo"}
+    for messages in (
+        (plain,),  # a tuple
+        [MappingProxyType(plain)],  # a mapping that is not a dict
+        [{**plain, "path": Path("/a/b")}],  # a value only the fallback writes
+    ):
+        assert memo.key(llm, messages, {}) == request_key(llm, messages, {})
+    assert memo.key(llm, (plain,), {}) == memo.key(llm, [dict(plain)], {})
 
 
 def test_rows_leave_an_llm_task_only_once_their_answers_are_committed(tmp_path: Path) -> None:

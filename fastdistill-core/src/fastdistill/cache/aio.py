@@ -1,10 +1,11 @@
-"""Event-loop side of the response cache: batched lookups and grouped commit notices.
+"""Event-loop side of the response cache: batched lookups, grouped writes and commit notices.
 
 With hundreds of requests in flight, one ``SELECT`` per request (and one wake-up of the loop per
 committed answer) costs more than the requests themselves: every SQLite call releases the GIL,
 and the writer thread takes it.  :class:`LookupBatcher` answers every lookup made on one loop
-during one turn of that loop with one query; :class:`LoopMailbox` delivers the writer thread's
-"committed" notices to a loop in one callback per group.
+during one turn of that loop with one query; :class:`WriteBuffer` hands the answers queued on
+one loop during one turn to the writer thread as one group; :class:`LoopMailbox` delivers the
+writer thread's "committed" notices to a loop in one callback per group.
 """
 
 from __future__ import annotations
@@ -53,6 +54,44 @@ class LookupBatcher:
         for key, future in waiting:
             if not future.done():
                 future.set_result(found.get(key))
+
+
+class WriteBuffer:
+    """Entries queued on each event loop during one turn, handed to ``submit(entries)`` at once
+    (at the end of the turn, or earlier by :meth:`flush`).
+
+    :param submit: called on the loop's thread with a non-empty list of entries.
+    """
+
+    def __init__(self, submit: Callable[[list[Any]], None]) -> None:
+        self._submit = submit
+        self._lock = threading.Lock()
+        # loops with entries queued during this turn (an entry lives at most one turn)
+        self._pending: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+
+    def add(self, entry: Any) -> None:
+        """Queue ``entry`` (call from a coroutine: it is handed over at the end of this turn)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            entries = self._pending.get(loop)
+            if entries is None:
+                for old in [lp for lp in self._pending if lp.is_closed()]:
+                    self._submit(self._pending.pop(old))  # its turn never ended: hand over now
+                entries = self._pending[loop] = []
+                loop.call_soon(self.flush, loop)
+            entries.append(entry)
+
+    def flush(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Hand over what ``loop`` (default: every loop) queued so far."""
+        with self._lock:
+            if loop is None:
+                groups = list(self._pending.values())
+                self._pending.clear()
+            else:
+                entries = self._pending.pop(loop, None)
+                groups = [entries] if entries else []
+        for entries in groups:
+            self._submit(entries)
 
 
 class LoopMailbox:

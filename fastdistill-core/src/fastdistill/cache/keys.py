@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fastdistill.engine.codec import canonical, canonical_strict
+
 if TYPE_CHECKING:
     from fastdistill.models import LLM, Message
 
@@ -108,8 +110,6 @@ def request_key(llm: LLM, messages: Sequence[Message], overrides: Mapping[str, A
     Raises ``TypeError`` when the request holds a value with no canonical JSON form (such a
     request is never cached).
     """
-    from fastdistill.engine.codec import canonical
-
     material = request_material(llm, messages, overrides)
     return hashlib.sha256(canonical(material, _jsonable)).hexdigest()
 
@@ -131,8 +131,6 @@ class KeyMemo:
         self._tails: dict[int, tuple[Any, dict[str, Any], bytes]] = {}
 
     def _tail(self, llm: LLM) -> bytes:
-        from fastdistill.engine.codec import canonical
-
         gk = getattr(llm, "generation_kwargs", None) or {}
         entry = self._tails.get(id(llm))
         if entry is not None and entry[0] is llm and entry[1] == gk:
@@ -148,7 +146,8 @@ class KeyMemo:
         """The request key of ``llm`` answering ``messages`` (see :func:`request_key`)."""
         if overrides:
             return request_key(llm, messages, overrides)
-        from fastdistill.engine.codec import canonical
-
-        head = canonical([dict(m) for m in messages], _jsonable)
+        try:  # the usual case: a list of plain dicts of strings, encoded as they are
+            head = canonical_strict(messages)
+        except TypeError:  # mappings of other kinds, schema objects, paths ...
+            head = canonical([dict(m) for m in messages], _jsonable)
         return hashlib.sha256(b'{"messages":' + head + self._tail(llm)).hexdigest()

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -44,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from fastdistill.cache.aio import LookupBatcher, Mailboxes
+from fastdistill.cache.aio import LookupBatcher, Mailboxes, WriteBuffer
 from fastdistill.cache.keys import (  # noqa: F401 (re-exported: the public names live here too)
     KEY_VERSION,
     SCHEMA_ATTRS,
@@ -74,6 +75,16 @@ _SCHEMA = (
 )
 
 logger = logging.getLogger("fastdistill.cache")
+
+#: entries stored by one INSERT statement (4 values each; SQLite allows 999 at least)
+_INSERT_ROWS = 200
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_sql(n: int) -> str:
+    """``INSERT OR REPLACE`` of ``n`` entries in one statement."""
+    values = ",".join(["(?,?,?,?)"] * n)
+    return f"INSERT OR REPLACE INTO responses (key, created, model, generation) VALUES {values}"
 
 
 def _encode(gen: Generation) -> str:
@@ -111,8 +122,10 @@ class LLMResponseCache:
         self._disabled: str | None = None
         self._warned_transient = False
         self._counts = {"hits": 0, "misses": 0, "stores": 0, "bypassed": 0, "errors": 0}
+        # requests in flight per (loop, key): [future for followers (made by the first one), n]
         self._inflight: dict[tuple[asyncio.AbstractEventLoop, str], list[Any]] = {}
         self._writer = CacheWriter(self._write_many)
+        self._writes = WriteBuffer(self._submit_deferred)
         self._lookups = LookupBatcher(self._fetch_many)
         self._mailboxes = Mailboxes()
         self._deferred_error: BaseException | None = None
@@ -199,10 +212,11 @@ class LLMResponseCache:
                     return False, None
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO responses (key, created, model, generation) "
-                    "VALUES (?,?,?,?)", rows,
-                )
+                for i in range(0, len(rows), _INSERT_ROWS):
+                    part = rows[i:i + _INSERT_ROWS]
+                    # one statement per group of entries: executemany steps (and hands the GIL
+                    # over) once per entry, which a busy event loop then waits for every time
+                    conn.execute(_insert_sql(len(part)), [v for row in part for v in row])
                 conn.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -345,7 +359,7 @@ class LLMResponseCache:
         if row is None:
             return False
         if not wait:
-            self._writer.submit(row, self._deferred_outcome)
+            self._writes.add(row)  # handed to the writer at the end of this loop turn
             return True
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
@@ -356,14 +370,19 @@ class LLMResponseCache:
             raise result
         return bool(result)
 
+    def _submit_deferred(self, rows: list[tuple[Any, ...]]) -> None:
+        self._writer.submit_many(rows, self._deferred_outcome)
+
     def _deferred_outcome(self, result: Any) -> None:
         if isinstance(result, BaseException) and self._deferred_error is None:
             self._deferred_error = result  # raised by the next barrier (strict mode)
 
     async def barrier(self) -> None:
-        """Wait until every entry queued so far (also with ``wait=False``) is committed, or
-        given up under the cache's failure policy."""
+        """Wait until every entry queued so far on this event loop (also with ``wait=False``),
+        and every entry other threads handed to the writer, is committed, or given up under
+        the cache's failure policy."""
         loop = asyncio.get_running_loop()
+        self._writes.flush(loop)
         future: asyncio.Future[Any] = loop.create_future()
         box = self._mailboxes.for_loop(loop)
         self._writer.submit(None, lambda result: box.post(future, result))
@@ -392,6 +411,7 @@ class LLMResponseCache:
 
     def close(self) -> None:
         """Write what is queued and close this process's connections (a later use reopens)."""
+        self._writes.flush()
         self._writer.close()
         with self._lock:
             if self._conn is not None and self._pid == os.getpid():
@@ -445,13 +465,13 @@ class LLMResponseCache:
             return hit
         loop = asyncio.get_running_loop()
         slot = (loop, key)
-        with self._lock:
-            leader = self._inflight.get(slot)
-            if leader is None:
-                self._inflight[slot] = [loop.create_future(), 0]
-            else:
-                leader[1] += 1
-        if leader is not None:
+        # a slot is only touched on its own loop's thread (single dict operations: no lock)
+        mine = [None, 0]
+        leader = self._inflight.setdefault(slot, mine)
+        if leader is not mine:
+            leader[1] += 1
+            if leader[0] is None:
+                leader[0] = loop.create_future()
             shared = await asyncio.shield(leader[0])
             if isinstance(shared, Generation) and shared.ok:
                 self._tally("hits")
@@ -481,9 +501,8 @@ class LLMResponseCache:
             return gen
         finally:
             if slot is not None:
-                with self._lock:
-                    entry = self._inflight.pop(slot, None)
-                if entry is not None and entry[1] and not entry[0].done():
+                entry = self._inflight.pop(slot, None)
+                if entry is not None and entry[0] is not None and not entry[0].done():
                     # copied: the caller may change its own generation before the waiters run
                     shared = dataclasses.replace(gen, usage=dict(gen.usage)) if gen else None
                     entry[0].set_result(shared)

@@ -1,9 +1,12 @@
 """The response cache's writer: one background thread that stores entries in grouped commits.
 
-Callers hand an entry and a ``notify`` callback to :meth:`CacheWriter.submit`; the thread takes
-every entry that is waiting, stores them in one transaction and calls each ``notify`` with the
-outcome (``True``, ``False`` or the exception to raise).  Under load many answers share one
-commit; when idle an entry is committed at once, so "stored" always means committed.
+Callers hand a group of entries and a ``notify`` callback to :meth:`CacheWriter.submit_many`
+(or one entry to :meth:`CacheWriter.submit`); the thread takes every group that is waiting,
+stores them in one transaction and calls each ``notify`` with the outcome (``True``, ``False``
+or the exception to raise).  Under load many answers share one commit; when idle an entry is
+committed at once, so "stored" always means committed.  An event loop hands its answers over in
+one group per loop turn (:class:`fastdistill.cache.aio.WriteBuffer`): one wake-up of this
+thread per turn instead of one per answer.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 Notify = Callable[[Any], None]
-_Item = tuple[tuple[Any, ...] | None, Notify]  # (entry or None for a barrier, notify)
+_Item = tuple[list[tuple[Any, ...]], Notify]  # (entries; none: a barrier, notify)
 
 
 class CacheWriter:
@@ -35,6 +38,13 @@ class CacheWriter:
 
         ``row=None`` is a barrier: it is notified once every entry queued before it is written.
         """
+        self.submit_many([] if row is None else [row], notify)
+
+    def submit_many(self, rows: list[tuple[Any, ...]], notify: Notify) -> None:
+        """Queue a group of entries, committed together; ``notify(result)`` once written.
+
+        An empty group is a barrier: notified once every entry queued before it is written.
+        """
         with self._lock:
             if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
                 # first use, or a process forked from the one that started the thread
@@ -45,7 +55,7 @@ class CacheWriter:
                 )
                 self._pid = os.getpid()
                 self._thread.start()
-            self._queue.put((row, notify))
+            self._queue.put((rows, notify))
 
     def _loop(self, q: queue.SimpleQueue[_Item | None]) -> None:
         conn: Any = None
@@ -64,7 +74,7 @@ class CacheWriter:
                     stop = True
                     break
                 items.append(nxt)
-            rows = [row for row, _ in items if row is not None]  # None: a barrier marker
+            rows = [row for group, _ in items for row in group]  # an empty group: a barrier
             try:
                 result: Any = True
                 if rows:

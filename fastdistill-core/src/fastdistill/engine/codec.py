@@ -43,4 +43,8 @@ def canonical(obj: Any, default: Any = _default) -> bytes:
                           default=default).encode("utf-8")
 
 
+#: :func:`canonical` without a ``default`` and without the stdlib fallback: raises ``TypeError``
+#: for anything but plain JSON values (the caller then takes :func:`canonical`)
+canonical_strict = partial(orjson.dumps, option=_SORTED)
+
 loads = orjson.loads
