@@ -38,6 +38,13 @@ class StepMetrics:
         with self._lock:
             self._observations.setdefault(name, []).append(float(value))
 
+    def observe_many(self, values: Mapping[str, float]) -> None:
+        """Record one value of each name in ``values`` (one lock for all of them)."""
+        with self._lock:
+            obs = self._observations
+            for name, value in values.items():
+                obs.setdefault(name, []).append(float(value))
+
     def counters(self) -> dict[str, float]:
         """A copy of the counters."""
         with self._lock:

@@ -223,10 +223,11 @@ class LLMTask(Task):
         return None
 
     def _observe(self, gen: Generation, ctx: StepContext) -> None:
-        for key in ("prompt_tokens", "completion_tokens"):
-            if gen.usage.get(key) is not None:
-                ctx.metrics.observe(key, gen.usage[key])
-        ctx.metrics.observe("latency_s", gen.latency_s)
+        usage = gen.usage
+        values = {k: usage[k] for k in ("prompt_tokens", "completion_tokens")
+                  if usage.get(k) is not None}
+        values["latency_s"] = gen.latency_s
+        ctx.metrics.observe_many(values)
 
     def _reject(
         self,

@@ -89,11 +89,13 @@ class TextGeneration(LLMTask):
         llm = self.llm
         cls = type(llm)
         if not (
-            "structured_output" in getattr(cls, "model_fields", {})
-            or hasattr(cls, "structured_output")
-            or "structured_output" in getattr(llm, "__dict__", {})
+            "structured_output" in getattr(llm, "__dict__", {})
+            or "structured_output" in getattr(cls, "model_fields", {})
+            or any("structured_output" in vars(k) for k in cls.__mro__)
         ):
-            return False  # asked on the class: a missing attribute on a model raises inside
+            # asked of the class dicts: a missing attribute on a model raises inside, and
+            # hasattr() on a pydantic class goes through its metaclass (this runs per row)
+            return False
         return getattr(llm, "structured_output", None) is not None
 
     def result_columns(self) -> list[str]:

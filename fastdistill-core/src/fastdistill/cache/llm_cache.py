@@ -21,6 +21,12 @@ may share an instance; other processes use their own connections and SQLite's lo
 busy timeout).  Identical requests in flight at the same time on one event loop are coalesced:
 the model is asked once.
 
+Lookups: an instance that finds the database empty at its first lookup keeps a Bloom filter of
+the keys it stores from then on (:mod:`fastdistill.cache.filter`, 1 MiB), and a request whose
+key it never stored skips the query: a first run pays nothing for the lookups that cannot hit.
+The price: an answer another process (or another instance) stores meanwhile is not seen by
+this instance, which asks the model again, as if it had looked up a moment earlier.
+
 Failure policy (decided): the cache is an optimisation, never a reason for a run to fail.  A
 corrupted or unopenable database disables the cache for this instance with one ``WARNING`` on
 the ``fastdistill.cache`` logger naming the file and what to do (``strict=True`` raises
@@ -33,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import logging
 import math
 import os
@@ -45,7 +50,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from fastdistill.cache import sql
 from fastdistill.cache.aio import LookupBatcher, Mailboxes, WriteBuffer
+from fastdistill.cache.filter import StoredKeys
 from fastdistill.cache.keys import (  # noqa: F401 (re-exported: the public names live here too)
     KEY_VERSION,
     SCHEMA_ATTRS,
@@ -69,22 +76,8 @@ if TYPE_CHECKING:
     from fastdistill.models import LLM, Message
 
 _GEN_FIELDS = frozenset(f.name for f in dataclasses.fields(Generation)) - {"cached"}
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS responses ("
-    "key TEXT PRIMARY KEY, created REAL NOT NULL, model TEXT, generation TEXT NOT NULL)"
-)
 
 logger = logging.getLogger("fastdistill.cache")
-
-#: entries stored by one INSERT statement (4 values each; SQLite allows 999 at least)
-_INSERT_ROWS = 200
-
-
-@functools.lru_cache(maxsize=8)
-def _insert_sql(n: int) -> str:
-    """``INSERT OR REPLACE`` of ``n`` entries in one statement."""
-    values = ",".join(["(?,?,?,?)"] * n)
-    return f"INSERT OR REPLACE INTO responses (key, created, model, generation) VALUES {values}"
 
 
 def _encode(gen: Generation) -> str:
@@ -94,9 +87,6 @@ def _encode(gen: Generation) -> str:
 
 
 # ----------------------------------------------------------------------------- cache
-def _is_transient(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
 
 
 class LLMResponseCache:
@@ -129,6 +119,9 @@ class LLMResponseCache:
         self._lookups = LookupBatcher(self._fetch_many)
         self._mailboxes = Mailboxes()
         self._deferred_error: BaseException | None = None
+        # lookups: None until the first one; then False (always query the database), or the
+        # keys stored since the database was found empty (a key not in them is a certain miss)
+        self._fresh: StoredKeys | bool | None = None
 
     # ------------------------------------------------------------------ pickling / repr
     def __getstate__(self) -> dict[str, Any]:
@@ -167,32 +160,9 @@ class LLMResponseCache:
         import sqlite3
 
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                str(self.path), timeout=self.timeout_s, isolation_level=None,
-                check_same_thread=False,
-            )
-            try:
-                # several processes opening a new cache at once: switching to WAL and creating
-                # the table can report "locked" without waiting, so retry briefly
-                for attempt in range(20):
-                    try:
-                        conn.execute("PRAGMA journal_mode=WAL")
-                        conn.execute("PRAGMA synchronous=NORMAL")
-                        conn.execute(_SCHEMA)
-                        break
-                    except sqlite3.OperationalError as exc:
-                        if not _is_transient(exc) or attempt == 19:
-                            raise
-                        time.sleep(0.05 * (attempt + 1))
-                cols = [r[1] for r in conn.execute("PRAGMA table_info(responses)")]
-                if cols[:4] != ["key", "created", "model", "generation"]:
-                    raise sqlite3.DatabaseError(f"unexpected table layout {cols}")
-            except BaseException:
-                conn.close()
-                raise
+            conn = sql.connect(self.path, self.timeout_s)
         except (sqlite3.Error, OSError) as exc:
-            if isinstance(exc, sqlite3.OperationalError) and _is_transient(exc):
+            if isinstance(exc, sqlite3.OperationalError) and sql.is_transient(exc):
                 raise  # locked right now: the caller treats this one operation as a miss
             self._disable(exc)
             return None
@@ -210,21 +180,10 @@ class LLMResponseCache:
                     conn = self._new_connection()
                 if conn is None:
                     return False, None
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for i in range(0, len(rows), _INSERT_ROWS):
-                    part = rows[i:i + _INSERT_ROWS]
-                    # one statement per group of entries: executemany steps (and hands the GIL
-                    # over) once per entry, which a busy event loop then waits for every time
-                    conn.execute(_insert_sql(len(part)), [v for row in part for v in row])
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
+            sql.store(conn, rows)
         except sqlite3.Error as exc:
             with self._lock:
-                if isinstance(exc, sqlite3.OperationalError) and _is_transient(exc):
+                if isinstance(exc, sqlite3.OperationalError) and sql.is_transient(exc):
                     self._transient("this answer was not stored", exc)
                     return False, conn
                 self._disable(exc)  # raises LLMCacheError when strict
@@ -275,7 +234,7 @@ class LLMResponseCache:
                     return None
                 return conn.execute(sql, args).fetchall()
             except sqlite3.Error as exc:
-                if isinstance(exc, sqlite3.OperationalError) and _is_transient(exc):
+                if isinstance(exc, sqlite3.OperationalError) and sql.is_transient(exc):
                     self._transient(what, exc)
                 else:
                     self._disable(exc)
@@ -329,7 +288,27 @@ class LLMResponseCache:
             logger.debug("generation not stored: it has no JSON form (%s)", exc)
             self._tally("bypassed")
             return None
+        self._remember(key)
         return (key, time.time(), gen.model or None, text)
+
+    def _remember(self, key: str) -> None:
+        fresh = self._fresh
+        if fresh is None:
+            with self._lock:  # stored before the first lookup: that one must query
+                if self._fresh is None:
+                    self._fresh = False
+                fresh = self._fresh
+        if fresh is not False:
+            fresh.add(key)  # type: ignore[union-attr]
+
+    def _probe(self) -> StoredKeys | bool:
+        """At the first lookup: is the database empty?  Then the keys stored from now on are
+        the only ones this instance can find, and the others skip the query."""
+        rows = self._run("lookups query the database", "SELECT 1 FROM responses LIMIT 1", ())
+        with self._lock:
+            if self._fresh is None:
+                self._fresh = StoredKeys() if rows == [] else False
+            return self._fresh
 
     def put(self, key: str, gen: Generation) -> bool:
         """Store a successful ``gen`` under ``key`` (atomically; returns once committed);
@@ -457,7 +436,11 @@ class LLMResponseCache:
             self._tally("bypassed")
             return await llm.agenerate(messages, **overrides)
         start = time.perf_counter()
-        text = await self._lookups.get(key) if self._disabled is None else None
+        fresh = self._fresh if self._fresh is not None else self._probe()
+        if self._disabled is not None or (fresh is not False and key not in fresh):  # type: ignore[operator]
+            text = None  # disabled, or never stored since the database was found empty
+        else:
+            text = await self._lookups.get(key)
         hit = self._decode(key, text) if text is not None else None
         if hit is not None:
             hit.latency_s = time.perf_counter() - start
