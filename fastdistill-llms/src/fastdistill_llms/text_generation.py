@@ -88,14 +88,18 @@ class TextGeneration(LLMTask):
         """True when the model validates answers against a schema (adds ``parsed_column``)."""
         llm = self.llm
         cls = type(llm)
+        # a field's value is in the instance's __dict__; anything else (a property, a class
+        # attribute) in a class's: asked so because a missing attribute on a model raises
+        # inside, and hasattr() on a pydantic class goes through its metaclass (once per row)
         if not (
             "structured_output" in getattr(llm, "__dict__", {})
             or "structured_output" in getattr(cls, "model_fields", {})
-            or any("structured_output" in vars(k) for k in cls.__mro__)
         ):
-            # asked of the class dicts: a missing attribute on a model raises inside, and
-            # hasattr() on a pydantic class goes through its metaclass (this runs per row)
-            return False
+            for klass in cls.__mro__:
+                if "structured_output" in vars(klass):
+                    break
+            else:
+                return False
         return getattr(llm, "structured_output", None) is not None
 
     def result_columns(self) -> list[str]:
