@@ -270,6 +270,38 @@ def test_locked_database_skips_that_write_and_keeps_working(
     cache.close()
 
 
+@pytest.mark.parametrize("populated", [False, True], ids=["first-lookup", "lookup"])
+def test_database_locked_during_a_lookup_is_a_miss_and_the_cache_keeps_working(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+    populated: bool,
+) -> None:
+    path = tmp_path / "busy.sqlite"
+    llm = ScriptedLLM(script=echo)
+    if populated:
+        with LLMResponseCache(path) as earlier:
+            ask(earlier, ScriptedLLM(script=echo))
+    cache = LLMResponseCache(path)
+    real = LLMResponseCache._new_connection
+    attempts = []
+
+    def locked_once(self: LLMResponseCache) -> Any:
+        attempts.append(1)
+        if len(attempts) <= 2:  # another process holds the file's lock right now
+            raise sqlite3.OperationalError("database is locked")
+        return real(self)
+
+    monkeypatch.setattr(LLMResponseCache, "_new_connection", locked_once)
+    with caplog.at_level(logging.WARNING, logger="fastdistill.cache"):
+        first = ask(cache, llm)
+    assert first.text == "answer to What is 2 + 2?" and not first.cached  # a miss, not a failure
+    assert any("locked" in r.getMessage() for r in caplog.records)
+    # both the first lookup's emptiness check and the lookup itself met the lock
+    assert cache.enabled and cache.stats()["errors"] == 2 and llm.calls == 1
+    assert ask(cache, llm).cached  # the answer was stored, and lookups work again
+    assert llm.calls == 1
+    cache.close()
+
+
 def test_step_context_uses_the_cache_and_counts(tmp_path: Path) -> None:
     llm = ScriptedLLM(script=echo)
     plain = StepContext(run_id="r", step_name="teacher", storage=StorageBackend(str(tmp_path)))

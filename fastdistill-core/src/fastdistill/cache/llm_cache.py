@@ -223,7 +223,7 @@ class LLMResponseCache:
             str(self.path), exc, what,
         )
 
-    def _run(self, what: str, sql: str, args: tuple[Any, ...]) -> list[Any] | None:
+    def _run(self, what: str, statement: str, args: tuple[Any, ...]) -> list[Any] | None:
         """Execute one statement under the lock; ``None`` when the cache could not answer."""
         import sqlite3
 
@@ -232,7 +232,7 @@ class LLMResponseCache:
                 conn = self._connection()
                 if conn is None:
                     return None
-                return conn.execute(sql, args).fetchall()
+                return conn.execute(statement, args).fetchall()
             except sqlite3.Error as exc:
                 if isinstance(exc, sqlite3.OperationalError) and sql.is_transient(exc):
                     self._transient(what, exc)
