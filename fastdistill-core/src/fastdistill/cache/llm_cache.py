@@ -288,17 +288,19 @@ class LLMResponseCache:
             logger.debug("generation not stored: it has no JSON form (%s)", exc)
             self._tally("bypassed")
             return None
-        self._remember(key)
+        fresh = self._fresh
+        if fresh:
+            fresh.add(key)  # type: ignore[union-attr]
+        elif fresh is None:
+            self._stored_before_first_lookup(key)
         return (key, time.time(), gen.model or None, text)
 
-    def _remember(self, key: str) -> None:
-        fresh = self._fresh
-        if fresh is None:
-            with self._lock:  # stored before the first lookup: that one must query
-                if self._fresh is None:
-                    self._fresh = False
-                fresh = self._fresh
-        if fresh is not False:
+    def _stored_before_first_lookup(self, key: str) -> None:
+        with self._lock:  # the first lookup must then query the database
+            if self._fresh is None:
+                self._fresh = False
+            fresh = self._fresh
+        if fresh:  # the first lookup won the race and found the database empty
             fresh.add(key)  # type: ignore[union-attr]
 
     def _probe(self) -> StoredKeys | bool:
