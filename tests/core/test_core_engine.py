@@ -6,6 +6,7 @@ Every run goes through ``run_guarded`` (conftest), so a hang fails the test inst
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import Counter
@@ -237,6 +238,43 @@ def test_rows_returned_without_the_row_id_are_not_counted_twice(run: Runner) -> 
     assert result.kept == 0 and len(rejected) == 6
     assert {r["_rejection"]["reason"] for r in rejected} == {"step_error"}
     assert "'_row_id'" in rejected[0]["_rejection"]["detail"]
+
+
+def test_a_row_returned_twice_is_rejected_not_kept_twice(run: Runner) -> None:
+    class Repeats(Step):
+        inputs = ("x",)
+
+        def process(self, batch: list[dict[str, Any]], ctx: StepContext) -> Any:
+            # row 0 of each batch twice (once more in place of row 1, which vanishes)
+            return [batch[0], *batch] if batch[0]["id"] % 8 == 0 else [batch[0], *batch[:1],
+                                                                           *batch[2:]]
+
+    result = run(Pipeline("repeats", LoadFromDicts(data=rows(16), batch_size=4)
+                          >> Repeats(input_batch_size=4)))
+    assert_accounted(result, 16)
+    rejected = {r["id"]: r["_rejection"] for r in result.read_rejected()}
+    assert sorted(rejected) == [0, 4, 5, 8, 12, 13]  # the repeated rows, and the vanished ones
+    assert "returned 2 rows for this one input row" in rejected[0]["detail"]
+    assert "no row and no reason" in rejected[5]["detail"]
+    assert {j["reason"] for j in rejected.values()} == {"step_error"}
+
+
+def test_extra_rows_without_a_row_id_are_not_kept_and_are_reported(
+    run: Runner, caplog: pytest.LogCaptureFixture
+) -> None:
+    class AddsOne(Step):
+        inputs = ("x",)
+
+        def process(self, batch: list[dict[str, Any]], ctx: StepContext) -> Any:
+            return [*batch, {"id": 99, "x": 0}]  # a row of its own, not traceable to an input
+
+    with caplog.at_level(logging.WARNING, logger="fastdistill.step.addsone"):
+        result = run(Pipeline("adds", LoadFromDicts(data=rows(6), batch_size=3)
+                              >> AddsOne(name="addsone", input_batch_size=3)))
+    assert_accounted(result, 6)
+    assert result.kept == 6
+    assert any("without the engine's '_row_id'" in r.getMessage() for r in caplog.records)
+    assert any("'addsone' returned 2 row(s)" in w for w in result.quality["warnings"])
 
 
 def test_all_rows_rejected_finishes_with_an_empty_dataset(run: Runner, tmp_path: Path) -> None:

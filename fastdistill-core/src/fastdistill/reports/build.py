@@ -121,6 +121,17 @@ def write_reports(
         top = ", ".join(f"{k} ({v})" for k, v in list(reasons.items())[:3])
         warnings.append(f"no row was kept: all {rejected.count} were rejected ({top})")
     warnings.extend(_undelivered_columns(plan, stats))
+    for name in plan.order:
+        extra = int(contexts[name].metrics.counters().get("untracked_rows", 0))
+        if extra:
+            warnings.append(
+                f"step {name!r} returned {extra} row(s) without the engine's '_row_id' besides "
+                "its input rows; they were not kept (build output rows from input rows)")
+    cache_info = plan.llm_cache.stats() if plan.llm_cache is not None else {}
+    if cache_info.get("disabled_reason"):
+        warnings.append(
+            f"the LLM response cache {cache_info.get('path')} was unusable "
+            f"({cache_info['disabled_reason']}): requests went to the model uncached")
     quality = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "run_id": plan.run_id,
@@ -233,9 +244,12 @@ def _cache_stats(plan: ExecutionPlan, contexts: dict[str, StepContext]) -> dict[
             per_step[name] = {"hits": int(c.get("llm_cache.hits", 0)),
                               "misses": int(c.get("llm_cache.misses", 0))}
     cache = plan.llm_cache
+    info = cache.stats() if cache is not None else {}
     return {
-        "enabled": cache is not None,
-        "path": str(cache.stats().get("path")) if cache is not None else None,
+        # False also when the cache was found unusable during the run (requests went on)
+        "enabled": cache is not None and bool(info.get("enabled", True)),
+        "disabled_reason": info.get("disabled_reason"),
+        "path": str(info.get("path")) if cache is not None else None,
         "hits": sum(v["hits"] for v in per_step.values()),
         "misses": sum(v["misses"] for v in per_step.values()),
         "steps": per_step,
