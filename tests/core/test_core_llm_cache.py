@@ -270,6 +270,51 @@ def test_locked_database_skips_that_write_and_keeps_working(
     cache.close()
 
 
+@pytest.mark.parametrize("stored", [
+    '{"text": 5}', '{"text": "ok", "usage": {"prompt_tokens": "many"}}',
+    '{"text": "ok", "latency_s": "slow"}', '{"text": "ok", "model": 3}', '[]', 'not json',
+])
+def test_an_entry_that_is_not_a_generation_is_a_miss_and_is_replaced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, stored: str
+) -> None:
+    path = tmp_path / "c.sqlite"
+    llm = ScriptedLLM(script=echo)
+    with LLMResponseCache(path) as cache:
+        ask(cache, llm)
+    with sqlite3.connect(str(path)) as conn:  # damaged, or written by another tool
+        conn.execute("UPDATE responses SET generation = ?", (stored,))
+    with LLMResponseCache(path) as cache, caplog.at_level(logging.WARNING, "fastdistill.cache"):
+        again = ask(cache, llm)
+        assert not again.cached and again.text == "answer to What is 2 + 2?" and llm.calls == 2
+        assert any("unreadable entry" in r.getMessage() for r in caplog.records)
+        assert ask(cache, llm).cached and llm.calls == 2  # the entry was replaced
+
+
+def test_a_run_whose_cache_is_unusable_says_so_in_its_reports(tmp_path: Path) -> None:
+    from fastdistill import Pipeline, Task
+    from fastdistill.builtins.steps import LoadFromDicts
+
+    class Ask(Task):
+        inputs = ("q",)
+        outputs = ("a",)
+        llm: ScriptedLLM
+
+        async def aprocess_row(self, row: dict[str, Any], ctx: Any) -> dict[str, Any]:
+            gen = await ctx.agenerate(self.llm, [{"role": "user", "content": row["q"]}])
+            return {**row, "a": gen.text}
+
+    path = tmp_path / "broken.sqlite"
+    path.write_bytes(b"this is not a sqlite database" * 100)
+    llm = ScriptedLLM(script=echo)
+    data = [{"id": i, "q": f"q{i}"} for i in range(5)]
+    result = Pipeline("broken-cache", LoadFromDicts(data=data) >> Ask(llm=llm)).run(
+        tmp_path / "out", llm_cache=path)
+    assert result.kept == 5 and llm.calls == 5  # the run went on without the cache
+    cache_report = result.timing["llm_cache"]
+    assert cache_report["enabled"] is False and "not a database" in cache_report["disabled_reason"]
+    assert any("unusable" in w and str(path) in w for w in result.quality["warnings"])
+
+
 @pytest.mark.parametrize("populated", [False, True], ids=["first-lookup", "lookup"])
 def test_database_locked_during_a_lookup_is_a_miss_and_the_cache_keeps_working(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,

@@ -48,9 +48,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from fastdistill.cache import sql
+from fastdistill.cache import entries, sql
 from fastdistill.cache.aio import LookupBatcher, Mailboxes, WriteBuffer
 from fastdistill.cache.filter import StoredKeys
 from fastdistill.cache.keys import (  # noqa: F401 (re-exported: the public names live here too)
@@ -75,15 +73,7 @@ if TYPE_CHECKING:
 
     from fastdistill.models import LLM, Message
 
-_GEN_FIELDS = frozenset(f.name for f in dataclasses.fields(Generation)) - {"cached"}
-
 logger = logging.getLogger("fastdistill.cache")
-
-
-def _encode(gen: Generation) -> str:
-    """A generation's stored JSON (orjson encodes the dataclass itself; ``cached`` is stored
-    but ignored when read back)."""
-    return orjson.dumps(gen).decode("utf-8")
 
 
 # ----------------------------------------------------------------------------- cache
@@ -267,9 +257,8 @@ class LLMResponseCache:
 
     def _decode(self, key: str, text: str) -> Generation | None:
         try:
-            data = orjson.loads(text)
-            gen = Generation(**{k: v for k, v in data.items() if k in _GEN_FIELDS})
-        except (ValueError, TypeError, AttributeError) as exc:
+            gen = entries.decode(text)
+        except (ValueError, TypeError) as exc:
             logger.warning("LLM response cache %r: unreadable entry %s ignored (%s)",
                            str(self.path), key[:12], exc)
             return None
@@ -283,7 +272,7 @@ class LLMResponseCache:
         try:
             if not math.isfinite(gen.latency_s):
                 raise ValueError(f"latency_s={gen.latency_s!r}")
-            text = _encode(gen)
+            text = entries.encode(gen)
         except (TypeError, ValueError) as exc:
             logger.debug("generation not stored: it has no JSON form (%s)", exc)
             self._tally("bypassed")
