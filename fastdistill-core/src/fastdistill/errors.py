@@ -36,3 +36,7 @@ class MissingDependencyError(FastDistillError, ImportError):
 
 class RunCancelled(FastDistillError):
     """The run was cancelled (Ctrl+C or ``Pipeline.cancel()``); finished work is kept."""
+
+
+class OutputInUseError(FastDistillError):
+    """Another run is writing to the same output folder right now."""

@@ -303,8 +303,11 @@ class Pipeline:
             checkpoint=checkpoint,
             llm_cache=cache,
         )
-        _check_output_folder(plan, self.name, fresh=not resume)
-        result: RunResult = engine_cls().run(plan)
+        from fastdistill.engine.runlock import hold_output
+
+        with hold_output(plan.storage):  # a second run into this folder is refused meanwhile
+            _check_output_folder(plan, self.name, fresh=not resume)
+            result: RunResult = engine_cls().run(plan)
         return result
 
     def generators(self) -> list[str]:
