@@ -113,3 +113,20 @@ def test_export_chat_validates_config() -> None:
         ExportChat(valid_fraction=1.5)
     with pytest.raises(ValidationError, match="format string"):
         ExportChat(user_template="{question")
+
+
+def test_exports_match_the_dataset_of_every_run_also_a_resumed_one(tmp_path: Path) -> None:
+    from fastdistill import Pipeline
+    from fastdistill.builtins.steps import LoadFromDicts
+
+    data = [{"sample_id": f"s{i}", "question": f"q{i}", "sql": f"SELECT {i}"} for i in range(16)]
+    pipe = Pipeline("exports", LoadFromDicts(data=data)
+                    >> ExportJsonl(name="jsonl") >> ExportChat(name="chat", valid_fraction=0.25))
+    out = tmp_path / "out"
+    for limit in (8, 16, 4, 12):  # the later runs replay checkpointed rows of the earlier ones
+        result = pipe.run(out, limit=limit)
+        assert result.kept == limit
+        chat = _read_jsonl(out / "mlx" / "train.jsonl") + _read_jsonl(out / "mlx" / "valid.jsonl")
+        assert sorted(m["messages"][-1]["content"] for m in chat) == sorted(
+            f"SELECT {i}" for i in range(limit))
+        assert len(_read_jsonl(out / "export" / "dataset.jsonl")) == limit

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import string
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 from fastdistill.context import StepContext
 from fastdistill.rows import Reason, Row, public_row
@@ -29,6 +29,10 @@ class ExportJsonl(GlobalStep):
     Engine-private columns (``_row_id`` ...) are left out; ``columns`` selects and orders the
     written columns.  Rows pass through unchanged.
     """
+
+    #: recomputed on every run instead of replayed from checkpoints, so the file is always
+    #: rewritten and matches the run's dataset (a rerun with another --limit included)
+    deterministic: ClassVar[bool] = True
 
     path: str = Field(default="export/dataset.jsonl", description="File inside the run output.")
     columns: list[str] | None = Field(default=None, description="Columns to write (default all).")
@@ -62,6 +66,9 @@ class ExportChat(GlobalStep):
     is deterministic by ``sample_id`` (:func:`is_valid_split`).  Rows pass through; a row the
     template cannot render, or with no answer or id, is rejected (``invalid_input``).
     """
+
+    #: recomputed on every run, so train/valid always match the run's dataset (see ExportJsonl)
+    deterministic: ClassVar[bool] = True
 
     dir: str = Field(default="mlx", description="Folder inside the run output.")
     system_prompt: str | None = Field(default=None, description="Optional system message.")
