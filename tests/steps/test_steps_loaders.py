@@ -89,8 +89,9 @@ def test_relative_paths_resolve_against_the_pipeline_folder_before_the_run(tmp_p
     ok = Pipeline("rel", LoadJsonl(path="data/q.jsonl"), base_dir=tmp_path)
     assert ok.steps["load_jsonl"].output_columns() == ["q"]
     missing = Pipeline("rel", LoadJsonl(path="data/nope.jsonl"), base_dir=tmp_path)
-    with pytest.raises(PipelineValidationError, match="nope.jsonl"):
+    with pytest.raises(PipelineValidationError, match="nope.jsonl") as info:
         missing.validate()
+    assert str(info.value).count("step 'load_jsonl'") == 1  # named once, not twice
 
 
 def test_load_jsonl_missing_file_names_step_and_path(tmp_path: Path) -> None:

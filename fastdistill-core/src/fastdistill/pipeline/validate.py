@@ -69,7 +69,10 @@ def validate_pipeline(pipeline: Pipeline, registry: Registry | None = None) -> l
             try:
                 cols = step.output_columns()
             except FileNotFoundError as exc:
-                raise PipelineValidationError(f"{_describe(pipeline, name)}: {exc}") from None
+                text = str(exc)  # a loader's own message may already name the step
+                if not text.startswith(f"step {name!r}"):
+                    text = f"{_describe(pipeline, name)}: {text}"
+                raise PipelineValidationError(text) from None
             available[name] = None if cols is None else set(cols) | {ROW_ID}
             continue
         incoming: set[str] | None = set()
