@@ -193,3 +193,36 @@ def test_runs_show_says_interrupted_for_a_killed_run(tmp_path, capsys) -> None:
     (run_dir / ".fastdistill" / "state.json").write_text(json.dumps(state))
     assert main(["runs", "show", "killed", "--root", str(tmp_path / "runs"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "interrupted"
+
+
+def test_summary_counts_teacher_calls_with_and_without_the_cache(tmp_path: Path) -> None:
+    from typing import Any
+
+    from fastdistill import Pipeline, Task
+    from fastdistill.builtins.steps import LoadFromDicts
+    from fastdistill.cli.display import teacher_rows
+    from fastdistill.testing import ScriptedLLM
+
+    class Ask(Task):
+        inputs = ("q",)
+        outputs = ("a",)
+        llm: ScriptedLLM
+
+        async def aprocess_row(self, row: dict[str, Any], ctx: Any) -> dict[str, Any]:
+            gen = await ctx.agenerate(self.llm, [{"role": "user", "content": row["q"]}])
+            return {**row, "a": gen.text}
+
+    def rows_of(result: Any) -> dict[str, str]:
+        return dict(teacher_rows(result.quality, result.timing, reused=False))
+
+    data = [{"id": i, "q": f"q{i % 3}"} for i in range(6)]  # 3 distinct questions
+    llm = ScriptedLLM(script=lambda m: "ok")
+    pipe = Pipeline("asks", LoadFromDicts(data=data) >> Ask(llm=llm))
+    cached = pipe.run(tmp_path / "a", llm_cache=tmp_path / "c.sqlite")
+    assert rows_of(cached) == {"teacher calls": str(llm.calls), "llm cache hits": str(6 - llm.calls)}
+    again = pipe.run(tmp_path / "b", llm_cache=tmp_path / "c.sqlite")
+    assert rows_of(again) == {"teacher calls": "0", "llm cache hits": "6"}
+    before = llm.calls
+    uncached = pipe.run(tmp_path / "c", llm_cache=False)
+    assert llm.calls - before == 6 and rows_of(uncached) == {"teacher calls": "6"}
+    assert dict(teacher_rows({}, {}, reused=True)) == {"teacher calls": "0 (finished run reused)"}

@@ -119,6 +119,7 @@ class StepContext:
         without a cache this is ``await llm.agenerate(messages, **overrides)``.
         """
         if self.llm_cache is None:
+            self.metrics.incr("llm_calls")  # with a cache, its misses are the calls
             return await llm.agenerate(messages, **overrides)
         if self._keys is None:
             from fastdistill.cache.keys import KeyMemo

@@ -94,11 +94,23 @@ def summary_tables(result: Any) -> list[Table]:
         for key, value in metrics.items():
             if key.endswith("_rate") and isinstance(value, (int, float)):
                 q.add_row(f"{gate}.{key}", f"{value:.1%}")
-    cache = timing.get("llm_cache") or {}
-    if getattr(result, "reused", False):
-        q.add_row("teacher calls", "0 (finished run reused)")
-    elif cache.get("hits") or cache.get("misses"):
-        q.add_row("teacher calls", str(cache.get("misses", 0)))
-        q.add_row("llm cache hits", str(cache.get("hits", 0)))
+    for name, value in teacher_rows(quality, timing, bool(getattr(result, "reused", False))):
+        q.add_row(name, value)
     q.add_row("wall time", f"{timing.get('wall_s', 0):.1f} s")
     return [steps, q]
+
+
+def teacher_rows(quality: dict[str, Any], timing: dict[str, Any], reused: bool) -> list[
+        tuple[str, str]]:
+    """The summary's "teacher calls" (requests that reached a model) and cache hits."""
+    if reused:
+        return [("teacher calls", "0 (finished run reused)")]
+    cache = timing.get("llm_cache") or {}
+    calls = int(cache.get("calls", cache.get("misses", 0)))
+    if cache.get("enabled"):  # opened only for a pipeline with LLM tasks
+        hits = int(cache.get("hits", 0))
+        note = "" if hits or calls else " (rows replayed from checkpoints)"
+        return [("teacher calls", f"{calls}{note}"), ("llm cache hits", str(hits))]
+    if calls:  # no response cache: every request went to the model
+        return [("teacher calls", str(calls))]
+    return []

@@ -240,9 +240,12 @@ def _cache_stats(plan: ExecutionPlan, contexts: dict[str, StepContext]) -> dict[
     per_step = {}
     for name, ctx in contexts.items():
         c = ctx.metrics.counters()
-        if "llm_cache.hits" in c or "llm_cache.misses" in c:
-            per_step[name] = {"hits": int(c.get("llm_cache.hits", 0)),
-                              "misses": int(c.get("llm_cache.misses", 0))}
+        if "llm_cache.hits" in c or "llm_cache.misses" in c or "llm_calls" in c:
+            misses = int(c.get("llm_cache.misses", 0))
+            per_step[name] = {"hits": int(c.get("llm_cache.hits", 0)), "misses": misses,
+                              # requests that reached a model: the misses, or every request
+                              # made without the cache
+                              "calls": misses + int(c.get("llm_calls", 0))}
     cache = plan.llm_cache
     info = cache.stats() if cache is not None else {}
     return {
@@ -252,5 +255,6 @@ def _cache_stats(plan: ExecutionPlan, contexts: dict[str, StepContext]) -> dict[
         "path": str(info.get("path")) if cache is not None else None,
         "hits": sum(v["hits"] for v in per_step.values()),
         "misses": sum(v["misses"] for v in per_step.values()),
+        "calls": sum(v["calls"] for v in per_step.values()),
         "steps": per_step,
     }
