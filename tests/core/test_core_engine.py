@@ -277,6 +277,29 @@ def test_extra_rows_without_a_row_id_are_not_kept_and_are_reported(
     assert any("'addsone' returned 2 row(s)" in w for w in result.quality["warnings"])
 
 
+class NeedsX(Step):
+    inputs = ("x",)
+
+    def process(self, batch: list[dict[str, Any]], ctx: StepContext) -> Any:
+        return [{**r, "y": r["x"] * 2 + r.get("bonus", {})["b"]} for r in batch]
+
+
+@pytest.mark.parametrize("replicas", [1, 2], ids=["one", "process-replicas"])
+def test_a_row_without_a_declared_input_column_is_invalid_input(
+    run: Runner, replicas: int
+) -> None:
+    data = [{"id": i, "x": i, "bonus": {"b": 1}} for i in range(6)]
+    del data[2]["x"]  # a column the step declares
+    del data[4]["bonus"]["b"]  # a KeyError the step's own code raises: still step_error
+    result = run(Pipeline("needs", LoadFromDicts(data=data)
+                          >> NeedsX(name="needs", replicas=replicas, input_batch_size=3)))
+    assert_accounted(result, 6)
+    rejected = {r["id"]: r["_rejection"] for r in result.read_rejected()}
+    assert rejected[2]["reason"] == "invalid_input"
+    assert rejected[2]["detail"] == "missing column 'x', which step 'needs' needs"
+    assert rejected[4]["reason"] == "step_error" and "KeyError" in rejected[4]["detail"]
+
+
 def test_all_rows_rejected_finishes_with_an_empty_dataset(run: Runner, tmp_path: Path) -> None:
     p = Pipeline(
         "none_kept",

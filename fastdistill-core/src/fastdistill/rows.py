@@ -69,3 +69,21 @@ class Rejection:
 def public_row(row: Row) -> Row:
     """The row without engine-private columns (those starting with ``_``)."""
     return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+def missing_input(exc: BaseException, row: Row, step: Any) -> str | None:
+    """The column ``step`` declares as an input whose absence from ``row`` raised ``exc`` (a
+    ``KeyError``), or ``None`` when ``exc`` is something else (the step's own error)."""
+    if not isinstance(exc, KeyError) or len(exc.args) != 1 or not isinstance(exc.args[0], str):
+        return None
+    name = exc.args[0]
+    try:
+        declared = step.input_columns()
+    except Exception:
+        return None
+    return name if name in declared and name not in row else None
+
+
+def missing_input_detail(column: str, step_name: str) -> str:
+    """The rejection detail of a row without a column its step needs."""
+    return f"missing column {column!r}, which step {step_name!r} needs"

@@ -23,7 +23,7 @@ from fastdistill.engine.checkpoint import Replay, StepCheckpoint
 from fastdistill.engine.snapshot import Snapshot
 from fastdistill.engine.collect import RejectedSink, StepStats
 from fastdistill.engine.plan import Event, ExecutionPlan
-from fastdistill.rows import ROW_ID, Reason, Rejection, Row
+from fastdistill.rows import ROW_ID, Reason, Rejection, Row, missing_input, missing_input_detail
 from fastdistill.step import GeneratorStep, GlobalStep, Step, Task
 
 
@@ -297,6 +297,10 @@ class StepWorker:
             try:
                 kept.extend(runner.process([row], ctx))
             except Exception as exc:
+                missing = missing_input(exc, row, self.step)
+                if missing is not None:  # the row lacks a column the step declares it needs
+                    ctx.reject(row, Reason.INVALID_INPUT, missing_input_detail(missing, self.name))
+                    continue
                 detail = f"{type(exc).__name__}: {exc}"
                 ctx.logger.warning("step %s failed on %s: %s", self.name, ctx.row_label(row), detail)
                 ctx.reject(row, Reason.STEP_ERROR, detail)
