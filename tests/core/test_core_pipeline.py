@@ -208,6 +208,14 @@ def test_set_params_unknown_parameter_suggests(core_registry: Registry) -> None:
     assert "'keep.colums'" in str(err.value) and "'columns'" in str(err.value)
 
 
+def test_set_params_unknown_parameter_lists_the_known_ones() -> None:
+    p = Pipeline("p", load(name="src") >> KeepColumns(name="keep", columns=["x"]))
+    with pytest.raises(PipelineValidationError) as err:
+        p.set_params({"keep.nokey": 1})  # nothing close to it
+    assert "Parameters: " in str(err.value) and "columns" in str(err.value)
+    assert "input_batch_size" in str(err.value) and "'name'" not in str(err.value)
+
+
 def test_set_params_unknown_step_suggests() -> None:
     p = Pipeline("p", load(name="src") >> KeepColumns(name="keep", columns=["x"]))
     with pytest.raises(PipelineValidationError, match="no step named 'kep'.*Did you mean 'keep'"):

@@ -71,8 +71,10 @@ def apply_params(pipeline: Pipeline, params: Mapping[str, Any], registry: Any = 
         if field not in fields or field == "name":
             close = difflib.get_close_matches(field, list(fields), n=3)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            known = ", ".join(f for f in fields if f != "name")
             raise PipelineValidationError(
                 f"parameter {dotted!r}: {type(target).__name__} has no parameter {field!r}.{hint}"
+                f" Parameters: {known}"
             )
         if isinstance(value, Mapping) and "component" in value:
             from fastdistill.serialization.document import build_component
