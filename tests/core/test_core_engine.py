@@ -266,15 +266,32 @@ def test_extra_rows_without_a_row_id_are_not_kept_and_are_reported(
         inputs = ("x",)
 
         def process(self, batch: list[dict[str, Any]], ctx: StepContext) -> Any:
-            return [*batch, {"id": 99, "x": 0}]  # a row of its own, not traceable to an input
+            # rows of its own, not traceable to an input: no row id, a made-up one, not a row
+            return [*batch, {"id": 99, "x": 0}, {**batch[0], "id": 98, ROW_ID: "made:up"}, None]
 
     with caplog.at_level(logging.WARNING, logger="fastdistill.step.addsone"):
         result = run(Pipeline("adds", LoadFromDicts(data=rows(6), batch_size=3)
                               >> AddsOne(name="addsone", input_batch_size=3)))
-    assert_accounted(result, 6)
+    assert_accounted(result, 6)  # ids 98 and 99 are not in the dataset
     assert result.kept == 6
     assert any("without the engine's '_row_id'" in r.getMessage() for r in caplog.records)
-    assert any("'addsone' returned 2 row(s)" in w for w in result.quality["warnings"])
+    assert any("'addsone' returned 6 row(s)" in w for w in result.quality["warnings"])
+
+
+def test_a_step_that_returns_non_rows_in_place_of_its_rows_rejects_those_rows(
+    run: Runner,
+) -> None:
+    class Broken(Step):
+        inputs = ("x",)
+
+        def process(self, batch: list[dict[str, Any]], ctx: StepContext) -> Any:
+            return [None, *batch[1:-1], {**batch[-1], ROW_ID: "made:up"}]
+
+    result = run(Pipeline("broken", LoadFromDicts(data=rows(6)) >> Broken(input_batch_size=3)))
+    assert_accounted(result, 6)  # the run goes on: no engine error
+    rejected = {r["id"]: r["_rejection"] for r in result.read_rejected()}
+    assert sorted(rejected) == [0, 2, 3, 5]
+    assert all("not its input rows" in j["detail"] for j in rejected.values())
 
 
 class NeedsX(Step):

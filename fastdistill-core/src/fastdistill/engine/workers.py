@@ -194,45 +194,42 @@ class StepWorker:
     ) -> tuple[list[Row], list[tuple[Row, Rejection]]]:
         """The slow path of :meth:`_account`: rows dropped, repeated, rejected or returned
         untracked.  Every input row ends up kept once or rejected once."""
-        # a row returned without the engine's row id cannot be traced to its input row: it is
-        # not kept, so its input row is rejected below (never both kept and rejected)
-        untracked = sum(1 for r in kept if r.get(ROW_ID) is None)
-        kept = [r for r in kept if r.get(ROW_ID) is not None]
+        # a returned row that is not one of this batch's input rows (no row id, an id of its
+        # own, not a row at all) cannot be traced to an input row: it is not kept, and an input
+        # row it stood in for is rejected below (never both kept and rejected)
+        batch_ids = {r.get(ROW_ID) for r in batch}
+        tracked = [r for r in kept if isinstance(r, dict) and r.get(ROW_ID) in batch_ids]
+        untracked = len(kept) - len(tracked)
+        kept = tracked
         rej_ids = {r.get(ROW_ID) for r, _ in rejections}
         rejections = list(rejections)
         counts = Counter(r[ROW_ID] for r in kept)
         repeated = {rid: n for rid, n in counts.items() if n > 1 and rid not in rej_ids}
         if repeated:
             # one input row came back several times: which copy is right is unknowable, so
-            # the input row is rejected (a row id from outside this batch keeps its first copy)
-            inputs = {r.get(ROW_ID): r for r in batch if r.get(ROW_ID) in repeated}
-            for rid, r in inputs.items():
-                rejections.append((r, Rejection(
-                    Reason.STEP_ERROR.value, self.name,
-                    f"the step returned {repeated[rid]} rows for this one input row; return "
-                    "each input row at most once")))
-            rej_ids |= inputs.keys()
-            seen: set[Any] = set()
-            once: list[Row] = []
-            for r in kept:
-                rid = r[ROW_ID]
-                if rid in repeated:
-                    if rid in inputs or rid in seen:
-                        continue
-                    seen.add(rid)
-                once.append(r)
-            kept = once
+            # the input row is rejected
+            for r in batch:
+                rid = r.get(ROW_ID)
+                if rid in repeated and rid not in rej_ids:
+                    rejections.append((r, Rejection(
+                        Reason.STEP_ERROR.value, self.name,
+                        f"the step returned {repeated[rid]} rows for this one input row; return "
+                        "each input row at most once")))
+                    rej_ids.add(rid)
+            kept = [r for r in kept if r[ROW_ID] not in repeated]
         out_ids = {r.get(ROW_ID) for r in kept}
         lost = [r for r in batch if r.get(ROW_ID) not in out_ids and r.get(ROW_ID) not in rej_ids]
         detail = "the step returned no row and no reason"
         if untracked:
-            detail = (f"the step returned {untracked} row(s) without the engine's {ROW_ID!r} "
-                      "column; build output rows from the input row, e.g. {**row, ...}")
+            detail = (f"the step returned {untracked} row(s) that are not its input rows "
+                      f"(without the engine's {ROW_ID!r} column, or with another one); build "
+                      "output rows from the input row, e.g. {**row, ...}")
             if not lost:  # every input row is accounted for: the extra rows are the step's own
                 self.ctx.logger.warning(
-                    "step %s returned %d row(s) without the engine's %r column besides its "
-                    "input rows; they are not kept (output rows are built from input rows, "
-                    "e.g. {**row, ...})", self.name, untracked, ROW_ID)
+                    "step %s returned %d row(s) besides its input rows (without the engine's "
+                    "%r column, with an id of their own, or not rows at all); they are not "
+                    "kept (output rows are built from input rows, e.g. {**row, ...})",
+                    self.name, untracked, ROW_ID)
                 self.ctx.metrics.incr("untracked_rows", untracked)
         rejections = rejections + [
             (r, Rejection(Reason.STEP_ERROR.value, self.name, detail)) for r in lost

@@ -125,8 +125,9 @@ def write_reports(
         extra = int(contexts[name].metrics.counters().get("untracked_rows", 0))
         if extra:
             warnings.append(
-                f"step {name!r} returned {extra} row(s) without the engine's '_row_id' besides "
-                "its input rows; they were not kept (build output rows from input rows)")
+                f"step {name!r} returned {extra} row(s) besides its input rows (without the "
+                "engine's '_row_id', or with an id of their own); they were not kept (build "
+                "output rows from input rows)")
     cache_info = plan.llm_cache.stats() if plan.llm_cache is not None else {}
     if cache_info.get("disabled_reason"):
         warnings.append(
