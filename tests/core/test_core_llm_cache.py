@@ -273,6 +273,7 @@ def test_locked_database_skips_that_write_and_keeps_working(
 @pytest.mark.parametrize("stored", [
     '{"text": 5}', '{"text": "ok", "usage": {"prompt_tokens": "many"}}',
     '{"text": "ok", "latency_s": "slow"}', '{"text": "ok", "model": 3}', '[]', 'not json',
+    '{"text": "", "error_kind": null}', '{"text": "x", "error_kind": "provider_error"}',
 ])
 def test_an_entry_that_is_not_a_generation_is_a_miss_and_is_replaced(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, stored: str

@@ -46,4 +46,8 @@ def decode(text: str | bytes) -> Generation:
     if isinstance(latency, bool) or not isinstance(latency, (int, float)) or not math.isfinite(
             latency):
         raise ValueError("'latency_s' is not a number")
-    return Generation(**values)
+    gen = Generation(**values)
+    if not gen.ok:  # only successful answers are stored: this one would fail its row forever
+        raise ValueError(f"not a successful answer (error_kind={gen.error_kind!r}, "
+                         f"text={str(gen.text)[:20]!r})")
+    return gen
