@@ -78,6 +78,14 @@ def embedded_llm() -> Iterator[EmbeddedLLM]:
 
 @needs_model
 @pytest.mark.model
+def test_embedded_prompt_longer_than_the_context_is_invalid_input(embedded_llm):
+    [gen] = embedded_llm.generate([[{"role": "user", "content": "sea sky " * 2500}]])
+    assert gen.error_kind == "invalid_input", gen.error
+    assert gen.error.startswith("llama.cpp:") and "context" in gen.error
+
+
+@needs_model
+@pytest.mark.model
 def test_embedded_is_deterministic_with_greedy_and_fixed_seed(embedded_llm):
     first = embedded_llm.generate([PROMPT])[0]
     second = embedded_llm.generate([PROMPT])[0]

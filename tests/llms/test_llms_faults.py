@@ -187,6 +187,14 @@ def body_prompt(body: dict) -> str:
     return users[-1]["content"] if users else ""
 
 
+def test_a_prompt_longer_than_the_real_servers_context_is_invalid_input(upstream):
+    llm = OpenAICompatLLM(base_url=upstream, model="smollm2", api_key_env=None,
+                          generation_kwargs={"max_tokens": 4, "temperature": 0})
+    [gen] = llm.generate([[{"role": "user", "content": "sea sky " * 800}]])  # > 1024 tokens
+    assert gen.error_kind == "invalid_input", gen.error  # never retried on a rerun
+    assert "context" in gen.error
+
+
 def test_structured_output_through_the_real_llamacpp_server(upstream):
     """``structured_output_mode="json_schema"``: llama.cpp's grammar, then our validation."""
     schema = {

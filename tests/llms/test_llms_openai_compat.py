@@ -105,6 +105,15 @@ def test_4xx_is_not_retried(fake_openai):
     assert len(fake_openai.requests) == 1
 
 
+def test_a_prompt_too_long_for_the_context_is_invalid_input_not_retried(fake_openai):
+    body = (b'{"error": {"message": "This model\'s maximum context length is 8192 tokens",'
+            b' "code": "context_length_exceeded"}}')
+    fake_openai.script = lambda body_in, seen: (400, {}, body)
+    [gen] = llm_for(fake_openai).generate([MSG])
+    assert gen.error_kind == "invalid_input" and "maximum context length" in gen.error
+    assert len(fake_openai.requests) == 1
+
+
 def test_429_retry_after_is_honoured(fake_openai):
     fake_openai.script = lambda body, seen: (
         (429, {"Retry-After": "1"}, b"slow down") if seen == 0 else ok_reply("fine")

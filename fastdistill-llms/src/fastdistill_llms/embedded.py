@@ -32,7 +32,7 @@ from pydantic import Field, PrivateAttr, field_validator
 
 from fastdistill_llms._kwargs import LLAMACPP_KEYS, normalize_generation_kwargs
 from fastdistill_llms._runtime import ModelRuntime
-from fastdistill_llms.openai_compat import parse_choice
+from fastdistill_llms.openai_compat import is_context_overflow, parse_choice
 from fastdistill_llms.structured import (
     request_fields,
     schema_of,
@@ -288,11 +288,14 @@ class EmbeddedLLM(LLM):
         if not isinstance(data, Mapping) or "error" in data or not data.get("choices"):
             err = data.get("error") if isinstance(data, Mapping) else data
             msg = err.get("message", err) if isinstance(err, Mapping) else err
+            kind = err.get("type", "") if isinstance(err, Mapping) else ""
             return Generation(
                 text=None,
                 model=self.model_name,
                 latency_s=latency,
-                error_kind="provider_error",
+                # a prompt longer than the context fails the same way every time: not retried
+                error_kind="invalid_input" if is_context_overflow(f"{kind} {msg}")
+                else "provider_error",
                 error=f"llama.cpp: {msg}",
             )
         choice = data["choices"][0]

@@ -27,6 +27,7 @@ import email.utils
 import json
 import os
 import random
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
@@ -284,11 +285,13 @@ class OpenAICompatLLM(LLM):
                 parse_retry_after(retry_after),
             )
         if status >= 400:
+            text = _text(content)
             return Generation(
                 text=None,
                 model=self.model,
-                error_kind="provider_error",
-                error=f"HTTP {status}: {_snippet(_text(content))}",
+                # a prompt too long for the model fails the same way every time: not retried
+                error_kind="invalid_input" if is_context_overflow(text) else "provider_error",
+                error=f"HTTP {status}: {_snippet(text)}",
             )
         try:
             data_out = json.loads(content)
@@ -339,6 +342,20 @@ def parse_choice(
 def _encode(body: dict[str, Any]) -> bytes:
     """The request body as sent: compact UTF-8 JSON (NaN/Infinity are not JSON: an error)."""
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+#: what servers say when a prompt does not fit the model's context (llama.cpp, OpenAI, vLLM,
+#: Anthropic): such a request can never succeed as it is
+_CONTEXT_OVERFLOW = re.compile(
+    r"exceed_context_size|exceeds the available context|context_length_exceeded"
+    r"|maximum context length|prompt is too long|longer than the model's context",
+    re.IGNORECASE,
+)
+
+
+def is_context_overflow(message: str) -> bool:
+    """True when a provider's error message says the prompt does not fit the context."""
+    return bool(_CONTEXT_OVERFLOW.search(message))
 
 
 def _text(content: bytes) -> str:
