@@ -225,4 +225,5 @@ def test_summary_counts_teacher_calls_with_and_without_the_cache(tmp_path: Path)
     before = llm.calls
     uncached = pipe.run(tmp_path / "c", llm_cache=False)
     assert llm.calls - before == 6 and rows_of(uncached) == {"teacher calls": "6"}
-    assert dict(teacher_rows({}, {}, reused=True)) == {"teacher calls": "0 (finished run reused)"}
+    assert dict(teacher_rows({}, {}, reused=True)) == {
+        "teacher calls": "0 now (finished run reused; reports are of that run)"}

@@ -103,8 +103,8 @@ def summary_tables(result: Any) -> list[Table]:
 def teacher_rows(quality: dict[str, Any], timing: dict[str, Any], reused: bool) -> list[
         tuple[str, str]]:
     """The summary's "teacher calls" (requests that reached a model) and cache hits."""
-    if reused:
-        return [("teacher calls", "0 (finished run reused)")]
+    if reused:  # the reports are the earlier run's; this one asked nothing
+        return [("teacher calls", "0 now (finished run reused; reports are of that run)")]
     cache = timing.get("llm_cache") or {}
     calls = int(cache.get("calls", cache.get("misses", 0)))
     if cache.get("enabled"):  # opened only for a pipeline with LLM tasks
