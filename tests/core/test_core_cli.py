@@ -198,19 +198,11 @@ def test_runs_show_says_interrupted_for_a_killed_run(tmp_path, capsys) -> None:
 def test_summary_counts_teacher_calls_with_and_without_the_cache(tmp_path: Path) -> None:
     from typing import Any
 
-    from fastdistill import Pipeline, Task
+    from fastdistill import Pipeline
     from fastdistill.builtins.steps import LoadFromDicts
     from fastdistill.cli.display import teacher_rows
     from fastdistill.testing import ScriptedLLM
-
-    class Ask(Task):
-        inputs = ("q",)
-        outputs = ("a",)
-        llm: ScriptedLLM
-
-        async def aprocess_row(self, row: dict[str, Any], ctx: Any) -> dict[str, Any]:
-            gen = await ctx.agenerate(self.llm, [{"role": "user", "content": row["q"]}])
-            return {**row, "a": gen.text}
+    from llm_helpers import Ask
 
     def rows_of(result: Any) -> dict[str, str]:
         return dict(teacher_rows(result.quality, result.timing, reused=False))
@@ -219,7 +211,8 @@ def test_summary_counts_teacher_calls_with_and_without_the_cache(tmp_path: Path)
     llm = ScriptedLLM(script=lambda m: "ok")
     pipe = Pipeline("asks", LoadFromDicts(data=data) >> Ask(llm=llm))
     cached = pipe.run(tmp_path / "a", llm_cache=tmp_path / "c.sqlite")
-    assert rows_of(cached) == {"teacher calls": str(llm.calls), "llm cache hits": str(6 - llm.calls)}
+    calls = llm.calls
+    assert rows_of(cached) == {"teacher calls": str(calls), "llm cache hits": str(6 - calls)}
     again = pipe.run(tmp_path / "b", llm_cache=tmp_path / "c.sqlite")
     assert rows_of(again) == {"teacher calls": "0", "llm cache hits": "6"}
     before = llm.calls

@@ -292,17 +292,9 @@ def test_an_entry_that_is_not_a_generation_is_a_miss_and_is_replaced(
 
 
 def test_a_run_whose_cache_is_unusable_says_so_in_its_reports(tmp_path: Path) -> None:
-    from fastdistill import Pipeline, Task
+    from fastdistill import Pipeline
     from fastdistill.builtins.steps import LoadFromDicts
-
-    class Ask(Task):
-        inputs = ("q",)
-        outputs = ("a",)
-        llm: ScriptedLLM
-
-        async def aprocess_row(self, row: dict[str, Any], ctx: Any) -> dict[str, Any]:
-            gen = await ctx.agenerate(self.llm, [{"role": "user", "content": row["q"]}])
-            return {**row, "a": gen.text}
+    from llm_helpers import Ask
 
     path = tmp_path / "broken.sqlite"
     path.write_bytes(b"this is not a sqlite database" * 100)

@@ -13,6 +13,7 @@ from fastdistill.cache import LLMResponseCache, request_key
 from fastdistill.cache.aio import LookupBatcher, LoopMailbox
 from fastdistill.cache.keys import KeyMemo
 from fastdistill.testing import ScriptedLLM
+from llm_helpers import counting_lookups
 from pydantic import BaseModel
 
 
@@ -70,14 +71,7 @@ def test_concurrent_lookups_share_one_query_and_hits_are_independent(
     first = asyncio.run(all_of(asks))
     assert llm.calls == 300 and cache.count() == 300 and not any(g.cached for g in first)
 
-    queries: list[int] = []
-    fetch = cache._fetch_many
-
-    def counting(keys: list[str]) -> dict[str, str]:
-        queries.append(len(keys))
-        return fetch(keys)
-
-    cache._lookups = LookupBatcher(counting)
+    queries = counting_lookups(cache)
     again = asyncio.run(all_of(asks + asks[:10]))  # 10 asked twice in the same turn
     assert llm.calls == 300  # every one a hit
     assert all(g.cached for g in again)
@@ -215,14 +209,15 @@ def test_memo_keys_of_unusual_messages_equal_request_key() -> None:
 def test_rows_leave_an_llm_task_only_once_their_answers_are_committed(tmp_path: Path) -> None:
     import sqlite3
 
-    from fastdistill import Pipeline, Step, Task
+    from fastdistill import Pipeline, Step
     from fastdistill.builtins.steps import LoadFromDicts
+    from llm_helpers import Ask
 
     db = tmp_path / "cache.sqlite"
     seen: list[int] = []
 
     class Probe(Step):
-        inputs = ("generation",)
+        inputs = ("a",)
 
         def process(self, rows: list[dict[str, Any]], ctx: Any) -> list[dict[str, Any]]:
             with sqlite3.connect(db) as conn:  # another connection: sees committed entries only
@@ -231,17 +226,8 @@ def test_rows_leave_an_llm_task_only_once_their_answers_are_committed(tmp_path: 
             assert stored >= len(seen), (stored, len(seen))
             return rows
 
-    class Ask(Task):
-        inputs = ("instruction",)
-        outputs = ("generation",)
-        llm: ScriptedLLM
-
-        async def aprocess_row(self, row: dict[str, Any], ctx: Any) -> dict[str, Any]:
-            gen = await ctx.agenerate(self.llm, [{"role": "user", "content": row["instruction"]}])
-            return {**row, "generation": gen.text}
-
     llm = ScriptedLLM(script=echo, latency_s=0.002)
-    data = [{"id": i, "instruction": f"q{i}"} for i in range(120)]
+    data = [{"id": i, "q": f"q{i}"} for i in range(120)]
     with LLMResponseCache(db) as shared:
         result = Pipeline(
             "barrier",

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from fastdistill.cache import LLMResponseCache, request_key
-from fastdistill.cache.aio import LookupBatcher
 from fastdistill.cache.filter import StoredKeys
 from fastdistill.cache.keys import KeyMemo
 from fastdistill.models import Generation
 from fastdistill.testing import ScriptedLLM
+from llm_helpers import counting_lookups
 
 
 def echo(messages: Any) -> str:
@@ -22,19 +22,6 @@ def echo(messages: Any) -> str:
 
 def prompts(n: int, tag: str = "q") -> list[list[dict[str, Any]]]:
     return [[{"role": "user", "content": f"{tag} {i}"}] for i in range(n)]
-
-
-def counting_lookups(cache: LLMResponseCache) -> list[int]:
-    """Replace the cache's lookup batcher by one that records each query's size."""
-    queries: list[int] = []
-    fetch = cache._fetch_many
-
-    def counting(keys: list[str]) -> dict[str, str]:
-        queries.append(len(keys))
-        return fetch(keys)
-
-    cache._lookups = LookupBatcher(counting)
-    return queries
 
 
 def ask(cache: LLMResponseCache, llm: ScriptedLLM, asks: list[Any]) -> list[Generation]:
