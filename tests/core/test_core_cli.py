@@ -205,7 +205,7 @@ def test_summary_counts_teacher_calls_with_and_without_the_cache(tmp_path: Path)
     from llm_helpers import Ask
 
     def rows_of(result: Any) -> dict[str, str]:
-        return dict(teacher_rows(result.quality, result.timing, reused=False))
+        return dict(teacher_rows(result.timing, reused=False))
 
     data = [{"id": i, "q": f"q{i % 3}"} for i in range(6)]  # 3 distinct questions
     llm = ScriptedLLM(script=lambda m: "ok")
@@ -218,5 +218,5 @@ def test_summary_counts_teacher_calls_with_and_without_the_cache(tmp_path: Path)
     before = llm.calls
     uncached = pipe.run(tmp_path / "c", llm_cache=False)
     assert llm.calls - before == 6 and rows_of(uncached) == {"teacher calls": "6"}
-    assert dict(teacher_rows({}, {}, reused=True)) == {
+    assert dict(teacher_rows({}, reused=True)) == {
         "teacher calls": "0 now (finished run reused; reports are of that run)"}

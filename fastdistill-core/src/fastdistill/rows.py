@@ -71,19 +71,16 @@ def public_row(row: Row) -> Row:
     return {k: v for k, v in row.items() if not k.startswith("_")}
 
 
-def missing_input(exc: BaseException, row: Row, step: Any) -> str | None:
-    """The column ``step`` declares as an input whose absence from ``row`` raised ``exc`` (a
-    ``KeyError``), or ``None`` when ``exc`` is something else (the step's own error)."""
-    if not isinstance(exc, KeyError) or len(exc.args) != 1 or not isinstance(exc.args[0], str):
-        return None
-    name = exc.args[0]
-    try:
-        declared = step.input_columns()
-    except Exception:
-        return None
-    return name if name in declared and name not in row else None
-
-
-def missing_input_detail(column: str, step_name: str) -> str:
-    """The rejection detail of a row without a column its step needs."""
-    return f"missing column {column!r}, which step {step_name!r} needs"
+def row_failure(exc: BaseException, row: Row, step: Any, step_name: str) -> tuple[Reason, str]:
+    """Reason and detail for ``row``, whose processing by ``step`` raised ``exc``:
+    ``invalid_input`` when the row lacks a column the step declares as an input (the
+    ``KeyError`` names it), ``step_error`` for anything else (the step's own error)."""
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        name = exc.args[0]
+        try:
+            declared = step.input_columns()
+        except Exception:
+            declared = []
+        if name in declared and name not in row:
+            return Reason.INVALID_INPUT, f"missing column {name!r}, which step {step_name!r} needs"
+    return Reason.STEP_ERROR, f"{type(exc).__name__}: {exc}"

@@ -94,14 +94,13 @@ def summary_tables(result: Any) -> list[Table]:
         for key, value in metrics.items():
             if key.endswith("_rate") and isinstance(value, (int, float)):
                 q.add_row(f"{gate}.{key}", f"{value:.1%}")
-    for name, value in teacher_rows(quality, timing, bool(getattr(result, "reused", False))):
+    for name, value in teacher_rows(timing, bool(getattr(result, "reused", False))):
         q.add_row(name, value)
     q.add_row("wall time", f"{timing.get('wall_s', 0):.1f} s")
     return [steps, q]
 
 
-def teacher_rows(quality: dict[str, Any], timing: dict[str, Any], reused: bool) -> list[
-        tuple[str, str]]:
+def teacher_rows(timing: dict[str, Any], reused: bool) -> list[tuple[str, str]]:
     """The summary's "teacher calls" (requests that reached a model) and cache hits."""
     if reused:  # the reports are the earlier run's; this one asked nothing
         return [("teacher calls", "0 now (finished run reused; reports are of that run)")]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fastdistill.context import StepContext, StepMetrics
-from fastdistill.rows import Reason, Rejection, Row, missing_input, missing_input_detail
+from fastdistill.rows import Rejection, Row, row_failure
 from fastdistill.step import Step
 
 
@@ -85,12 +85,7 @@ def _child_main(conn: Any, spec: ChildSpec) -> None:  # pragma: no cover - runs 
                     try:
                         kept.extend(step.process([row], ctx))
                     except Exception as exc:
-                        missing = missing_input(exc, row, step)
-                        if missing is not None:
-                            ctx.reject(row, Reason.INVALID_INPUT,
-                                       missing_input_detail(missing, spec.step_name))
-                        else:
-                            ctx.reject(row, Reason.STEP_ERROR, f"{type(exc).__name__}: {exc}")
+                        ctx.reject(row, *row_failure(exc, row, step, spec.step_name))
             rejections = [(r, j.to_dict()) for r, j in ctx.drain_rejections()]
             conn.send(("ok", kept, rejections, ctx.metrics.counters(), ctx.metrics.observations()))
     finally:

@@ -105,11 +105,9 @@ def hold_output(storage: StorageBackend) -> Iterator[None]:
 
 
 def _check_remote(storage: StorageBackend) -> None:
-    rel = ".fastdistill/state.json"
-    try:
-        state = storage.read_json(rel) if storage.exists(rel) else None
-    except (OSError, ValueError):
-        return
+    from fastdistill.engine.checkpoint import read_state
+
+    state = read_state(storage)
     if not isinstance(state, dict) or state.get("status") != "running":
         return
     pid = state.get("pid")

@@ -23,7 +23,7 @@ from fastdistill.engine.checkpoint import Replay, StepCheckpoint
 from fastdistill.engine.snapshot import Snapshot
 from fastdistill.engine.collect import RejectedSink, StepStats
 from fastdistill.engine.plan import Event, ExecutionPlan
-from fastdistill.rows import ROW_ID, Reason, Rejection, Row, missing_input, missing_input_detail
+from fastdistill.rows import ROW_ID, Reason, Rejection, Row, row_failure
 from fastdistill.step import GeneratorStep, GlobalStep, Step, Task
 
 
@@ -210,7 +210,7 @@ class StepWorker:
             # the input row is rejected
             for r in batch:
                 rid = r.get(ROW_ID)
-                if rid in repeated and rid not in rej_ids:
+                if rid in repeated:
                     rejections.append((r, Rejection(
                         Reason.STEP_ERROR.value, self.name,
                         f"the step returned {repeated[rid]} rows for this one input row; return "
@@ -294,13 +294,11 @@ class StepWorker:
             try:
                 kept.extend(runner.process([row], ctx))
             except Exception as exc:
-                missing = missing_input(exc, row, self.step)
-                if missing is not None:  # the row lacks a column the step declares it needs
-                    ctx.reject(row, Reason.INVALID_INPUT, missing_input_detail(missing, self.name))
-                    continue
-                detail = f"{type(exc).__name__}: {exc}"
-                ctx.logger.warning("step %s failed on %s: %s", self.name, ctx.row_label(row), detail)
-                ctx.reject(row, Reason.STEP_ERROR, detail)
+                reason, detail = row_failure(exc, row, self.step, self.name)
+                if reason is Reason.STEP_ERROR:  # a missing declared column is the row's fault
+                    ctx.logger.warning("step %s failed on %s: %s", self.name,
+                                       ctx.row_label(row), detail)
+                ctx.reject(row, reason, detail)
         return kept
 
     def run(self) -> None:

@@ -101,9 +101,12 @@ def write_reports(
     total = kept + rejected.count
     gates: dict[str, Any] = {}
     llm: dict[str, Any] = {}
+    untracked: dict[str, int] = {}
     for name in plan.order:
         step = plan.pipeline.steps[name]
         counters = contexts[name].metrics.counters()
+        if counters.get("untracked_rows"):
+            untracked[name] = int(counters["untracked_rows"])
         obs = contexts[name].metrics.observations()
         if getattr(step, "is_gate", False):
             gate: dict[str, Any] = {k: v for k, v in counters.items() if not k.startswith("rejected.")}
@@ -121,18 +124,16 @@ def write_reports(
         top = ", ".join(f"{k} ({v})" for k, v in list(reasons.items())[:3])
         warnings.append(f"no row was kept: all {rejected.count} were rejected ({top})")
     warnings.extend(_undelivered_columns(plan, stats))
-    for name in plan.order:
-        extra = int(contexts[name].metrics.counters().get("untracked_rows", 0))
-        if extra:
-            warnings.append(
-                f"step {name!r} returned {extra} row(s) besides its input rows (without the "
-                "engine's '_row_id', or with an id of their own); they were not kept (build "
-                "output rows from input rows)")
-    cache_info = plan.llm_cache.stats() if plan.llm_cache is not None else {}
-    if cache_info.get("disabled_reason"):
+    for name, extra in untracked.items():
         warnings.append(
-            f"the LLM response cache {cache_info.get('path')} was unusable "
-            f"({cache_info['disabled_reason']}): requests went to the model uncached")
+            f"step {name!r} returned {extra} row(s) besides its input rows (without the "
+            "engine's '_row_id', or with an id of their own); they were not kept (build "
+            "output rows from input rows)")
+    cache_report = _cache_stats(plan, contexts)
+    if cache_report["disabled_reason"]:
+        warnings.append(
+            f"the LLM response cache {cache_report['path']} was unusable "
+            f"({cache_report['disabled_reason']}): requests went to the model uncached")
     quality = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "run_id": plan.run_id,
@@ -184,7 +185,7 @@ def write_reports(
         "wall_s": round(wall_s, 6),
         "rows_per_s": round(total / wall_s, 3) if wall_s > 0 else None,
         "steps": steps_timing,
-        "llm_cache": _cache_stats(plan, contexts),
+        "llm_cache": cache_report,
     }
     storage.write_json("quality_report.json", quality)
     storage.write_json("timing_report.json", timing)
